@@ -1,0 +1,34 @@
+"""The ``tfoptim`` command line.
+
+Each subcommand lives next to the code it drives and exposes ``add_arguments(parser)`` and
+``run(args)``; this module only wires them up, importing each lazily so ``tfoptim --help`` does
+not pay for a TensorFlow import.
+"""
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("tfoptim.demo", "fit the seed document's linear regression with every optimizer"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tfoptim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args._run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
