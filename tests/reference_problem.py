@@ -13,12 +13,12 @@ SHAPES = ((3,), (4, 5), (2, 3, 2))
 STEPS = 200
 
 
-def initial_problem(seed=7):
+def initial_problem(seed=7, shapes=SHAPES):
     """Returns ``(params, targets, curvatures)``, three lists of float64 arrays."""
     rng = np.random.default_rng(seed)
-    params = [rng.normal(size=s) for s in SHAPES]
-    targets = [rng.normal(size=s) for s in SHAPES]
-    curvatures = [rng.uniform(0.5, 2.0, size=s) for s in SHAPES]
+    params = [rng.normal(size=s) for s in shapes]
+    targets = [rng.normal(size=s) for s in shapes]
+    curvatures = [rng.uniform(0.5, 2.0, size=s) for s in shapes]
     return params, targets, curvatures
 
 

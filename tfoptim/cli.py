@@ -11,6 +11,8 @@ import sys
 
 COMMANDS = {
     "demo": ("tfoptim.demo", "fit the seed document's linear regression with every optimizer"),
+    "lr-find": ("tfoptim.callbacks.cli", "learning-rate range test on a built-in example"),
+    "schedule": ("tfoptim.schedules.cli", "plot a learning-rate schedule without writing code"),
 }
 
 

@@ -1,0 +1,122 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfoptim.callbacks import ConvergenceStopping
+
+
+def _linear_model(learning_rate=0.1):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
+    return model
+
+
+def _least_squares_mse(x, y):
+    design = np.hstack([x, np.ones((len(x), 1), x.dtype)]).astype(np.float64)
+    coefficients, *_ = np.linalg.lstsq(design, y.astype(np.float64), rcond=None)
+    return float(np.mean((design @ coefficients - y) ** 2))
+
+
+def _feed(callback, values, monitor="loss"):
+    """Runs the epoch-end logic on a sequence of monitored values; returns the epochs run."""
+    callback.on_train_begin()
+    for epoch, value in enumerate(values):
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {monitor: value})
+        if callback.model.stop_training:
+            return epoch + 1
+    return len(values)
+
+
+@pytest.fixture
+def bare_model():
+    model = _linear_model()
+    model.stop_training = False
+    return model
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"threshold": float("nan")}, "threshold"),
+        ({"mode": "up"}, "mode"),
+        ({"min_delta": -1.0}, "min_delta"),
+        ({"patience": -1}, "patience"),
+        ({"patience": 1.5}, "patience"),
+        ({"grad_norm_tolerance": 0.0}, "grad_norm_tolerance"),
+        ({"monitor": ""}, "monitor"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ConvergenceStopping(**kwargs)
+
+
+def test_stops_the_linear_regression_within_one_percent_of_the_optimum(regression):
+    x, y, _, _ = regression
+    optimum = _least_squares_mse(x, y)
+    stop = ConvergenceStopping(monitor="loss", threshold=1.01 * optimum, patience=None, verbose=0)
+    model = _linear_model()
+    history = model.fit(x, y, batch_size=len(x), epochs=2000, verbose=0, callbacks=[stop])
+    losses = history.history["loss"]
+    assert stop.stopped_by == "threshold"
+    assert "loss" in stop.stop_reason and "threshold" in stop.stop_reason
+    assert len(losses) < 2000
+    assert losses[-1] <= 1.01 * optimum < losses[-2]  # it stopped at the first crossing
+    assert model.evaluate(x, y, batch_size=len(x), verbose=0) <= 1.01 * optimum
+
+
+def test_stops_on_a_small_gradient(regression):
+    x, y, _, _ = regression
+    stop = ConvergenceStopping(grad_norm_tolerance=1e-3, patience=None, verbose=0)
+    model = _linear_model(learning_rate=0.3)
+    model.fit(x, y, batch_size=len(x), epochs=2000, verbose=0, callbacks=[stop])
+    assert stop.stopped_by == "gradient"
+    assert "gradient norm" in stop.stop_reason
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x=x, y=y, y_pred=model(x))
+    # One more step was taken after the measured gradient, so the norm is smaller still.
+    assert float(tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables))) < 1e-3
+
+
+@pytest.mark.parametrize(
+    "patience, min_delta, values, epochs",
+    [
+        (0, 0.0, [5.0, 4.0, 4.0, 3.0], 3),  # first epoch without improvement stops
+        (2, 0.0, [5.0, 4.0, 4.5, 4.2, 3.9, 4.0, 4.0, 4.0], 8),  # three in a row after 3.9
+        (0, 0.5, [5.0, 4.0, 3.8, 3.0], 3),  # 3.8 is not better than 4.0 by 0.5
+        (None, 0.0, [5.0, 5.0, 5.0, 5.0], 4),  # switched off
+    ],
+)
+def test_stall(bare_model, patience, min_delta, values, epochs):
+    stop = ConvergenceStopping(patience=patience, min_delta=min_delta, verbose=0)
+    stop.set_model(bare_model)
+    assert _feed(stop, values) == epochs
+    if patience is not None:
+        assert stop.stopped_by == "stall"
+        assert stop.stopped_epoch == epochs - 1
+
+
+def test_threshold_in_max_mode_for_accuracy(bare_model):
+    stop = ConvergenceStopping(monitor="val_accuracy", threshold=0.9, patience=None, verbose=0)
+    stop.set_model(bare_model)
+    assert _feed(stop, [0.5, 0.8, 0.91, 0.95], monitor="val_accuracy") == 3
+    assert stop.stopped_by == "threshold" and ">=" in stop.stop_reason
+
+
+def test_reason_is_printed(bare_model, capsys):
+    stop = ConvergenceStopping(threshold=1.0)
+    stop.set_model(bare_model)
+    _feed(stop, [2.0, 0.5])
+    assert "ConvergenceStopping: Converged: loss = 0.5 <= threshold 1" in capsys.readouterr().out
+
+
+def test_missing_monitor_warns(bare_model):
+    stop = ConvergenceStopping(monitor="val_loss", verbose=0)
+    stop.set_model(bare_model)
+    stop.on_train_begin()
+    with pytest.warns(UserWarning, match="val_loss"):
+        stop.on_epoch_end(0, {"loss": 1.0})
+    assert not bare_model.stop_training

@@ -1,0 +1,54 @@
+"""Runs an optimizer along the reference problem's trajectory (see ``reference_problem``)."""
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from reference_problem import SHAPES, STEPS, gradient, initial_problem
+
+
+@contextlib.contextmanager
+def floatx(dtype):
+    """Keras creates an optimizer's learning-rate variable in floatx: float64 runs need it too."""
+    previous = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous)
+
+
+def run(optimizer, checkpoints=(STEPS,), dtype="float64", shapes=SHAPES, jit_compile=False):
+    """Applies ``optimizer`` for ``max(checkpoints)`` steps with state-dependent gradients.
+
+    Returns ``{step: [param arrays]}`` at every checkpoint. The loop runs inside one
+    ``tf.function`` (XLA-compiled with ``jit_compile``), as a training step would.
+    """
+    params, targets, curvatures = initial_problem(shapes=shapes)
+    variables = [keras.Variable(p.astype(dtype), name=f"param{i}") for i, p in enumerate(params)]
+    targets = [tf.constant(t, dtype) for t in targets]
+    curvatures = [tf.constant(c, dtype) for c in curvatures]
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=jit_compile)
+    def advance(steps):
+        for _ in tf.range(steps):
+            grads = [gradient(v.value, t, c) for v, t, c in zip(variables, targets, curvatures)]
+            optimizer.apply(grads, variables)
+
+    results, done = {}, 0
+    for step in sorted(checkpoints):
+        advance(tf.constant(step - done))
+        done = step
+        results[step] = [v.numpy().copy() for v in variables]
+    return results
+
+
+def assert_close(actual, expected, rtol):
+    """Each variable's max abs difference is at most ``rtol`` times its largest entry."""
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        scale = np.max(np.abs(e))
+        error = np.max(np.abs(a - e)) / scale
+        assert error <= rtol, f"param{i}: relative difference {error:.3e} > {rtol:.0e}"

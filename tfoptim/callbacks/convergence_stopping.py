@@ -1,0 +1,190 @@
+"""Stopping when training has converged."""
+
+import warnings
+
+import keras
+import numpy as np
+
+from tfoptim.callbacks import _gradient_probe
+from tfoptim.callbacks._state import (
+    build_optimizer,
+    check_integer,
+    is_finite_number,
+    resolve_mode,
+)
+from tfoptim.optimizers._validation import check_choice, check_non_negative, check_positive
+
+
+@keras.saving.register_keras_serializable(package="tfoptim")
+class ConvergenceStopping(keras.callbacks.Callback):
+    """Stops training once it has converged, by any of three tests, and says which.
+
+    * **Threshold**: at the end of an epoch, the monitored value has reached ``threshold``
+      (``<=`` in ``"min"`` mode, ``>=`` in ``"max"`` mode): a loss under a tolerance, an
+      accuracy at a target.
+    * **Stall**: the monitored value has not improved on its best by more than ``min_delta``
+      for more than ``patience`` epochs in a row (``patience=0``: the first epoch without
+      improvement stops). Pass ``patience=None`` to switch this test off.
+    * **Gradient**: after any step, the global norm of the gradient the optimizer just applied
+      is below ``grad_norm_tolerance`` (a stationary point). The norm is captured from the
+      real training step, like :class:`OptimizerMonitor`'s; with mini-batches it is the norm of
+      the batch gradient, so this test is meant for full-batch or low-noise problems.
+
+    The reason is kept in ``stop_reason`` (``None`` while training goes on), the test that fired
+    in ``stopped_by`` (``"threshold"``, ``"stall"`` or ``"gradient"``), the epoch in
+    ``stopped_epoch``, and, with ``verbose=1``, printed.
+
+    Args:
+        monitor: name of the logged quantity, e.g. ``"loss"``, ``"val_loss"``,
+            ``"val_accuracy"``.
+        threshold: value to reach, or ``None``.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (losses are minimised, accuracies maximised,
+            other metrics as Keras declares them).
+        min_delta: smallest change that counts as an improvement (>= 0).
+        patience: epochs without improvement tolerated (integer >= 0), or ``None``.
+        grad_norm_tolerance: gradient-norm tolerance (> 0), or ``None``.
+        verbose: 1 prints the reason when training stops, 0 stays quiet.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    from tfoptim.callbacks import ConvergenceStopping
+
+    x = np.random.rand(512, 3)
+    y = x @ np.array([[1.0], [-2.0], [0.5]]) + 0.3
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    stop = ConvergenceStopping(monitor="loss", threshold=1e-4, patience=None)
+    model.fit(x, y, epochs=500, batch_size=512, verbose=0, callbacks=[stop])
+    print(stop.stop_reason)
+    ```
+    """
+
+    def __init__(
+        self,
+        monitor="loss",
+        threshold=None,
+        mode="auto",
+        min_delta=0.0,
+        patience=0,
+        grad_norm_tolerance=None,
+        verbose=1,
+    ):
+        super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"`monitor` must be a metric name. Received: monitor={monitor!r}")
+        self.monitor = monitor
+        if threshold is not None and not is_finite_number(threshold):
+            raise ValueError(
+                f"`threshold` must be a finite number or None. Received: threshold={threshold!r}"
+            )
+        self.threshold = None if threshold is None else float(threshold)
+        self.mode = check_choice("mode", mode, ("auto", "min", "max"))
+        self.min_delta = float(check_non_negative("min_delta", min_delta))
+        self.patience = None if patience is None else check_integer("patience", patience, 0)
+        self.grad_norm_tolerance = (
+            None
+            if grad_norm_tolerance is None
+            else float(check_positive("grad_norm_tolerance", grad_norm_tolerance))
+        )
+        self.verbose = check_choice("verbose", verbose, (0, 1))
+        self._probe = None
+        self._reset()
+
+    def get_config(self):
+        return {
+            "monitor": self.monitor,
+            "threshold": self.threshold,
+            "mode": self.mode,
+            "min_delta": self.min_delta,
+            "patience": self.patience,
+            "grad_norm_tolerance": self.grad_norm_tolerance,
+            "verbose": self.verbose,
+        }
+
+    def _reset(self):
+        self.best = None
+        self.wait = 0
+        self.stop_reason = None
+        self.stopped_by = None
+        self.stopped_epoch = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        self._direction = resolve_mode(self.monitor, self.mode, self.model)
+        self._probe = None
+        if self.grad_norm_tolerance is not None and build_optimizer(self.model):
+            self._probe = _gradient_probe.attach(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.grad_norm_tolerance is None or self.stop_reason is not None:
+            return
+        if self._probe is None:
+            # The model was not built at `on_train_begin`; the first step has built it.
+            self._probe = _gradient_probe.attach(self.model)
+            return
+        if self._probe.steps == 0:
+            return
+        norm = self._probe.grad_norm()
+        if norm < self.grad_norm_tolerance:
+            self._stop(
+                "gradient",
+                f"global gradient norm {norm:.4g} < grad_norm_tolerance "
+                f"{self.grad_norm_tolerance:.4g} (epoch {self._epoch + 1}, batch {batch + 1})",
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop_reason is not None:
+            return
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            # As Keras's EarlyStopping: validation metrics are absent on epochs skipped by
+            # `validation_freq`.
+            warnings.warn(
+                f"ConvergenceStopping monitors `{self.monitor}`, which is not in the logs. "
+                f"Available: {', '.join(sorted(logs or {}))}.",
+                stacklevel=2,
+            )
+            return
+        value = float(value)
+        if not np.isfinite(value):
+            return
+        sign = 1.0 if self._direction == "min" else -1.0
+        if self.threshold is not None and sign * (value - self.threshold) <= 0.0:
+            relation = "<=" if sign > 0 else ">="
+            self._stop(
+                "threshold",
+                f"{self.monitor} = {value:.6g} {relation} threshold {self.threshold:.6g} "
+                f"(epoch {epoch + 1})",
+            )
+            return
+        if self.best is None or sign * (self.best - value) > self.min_delta:
+            self.best = value
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.patience is not None and self.wait > self.patience:
+            self._stop(
+                "stall",
+                f"{self.monitor} has not improved on {self.best:.6g} by more than "
+                f"min_delta={self.min_delta:g} for {self.wait} epoch(s) (epoch {epoch + 1})",
+            )
+
+    def on_train_end(self, logs=None):
+        if self._probe is not None:
+            _gradient_probe.detach(self._probe)
+            self._probe = None
+
+    def _stop(self, test, reason):
+        self.stopped_by = test
+        self.stop_reason = f"Converged: {reason}."
+        self.stopped_epoch = self._epoch
+        self.model.stop_training = True
+        if self.verbose:
+            keras.utils.io_utils.print_msg(f"\nConvergenceStopping: {self.stop_reason}")

@@ -1,0 +1,129 @@
+"""``torch.optim`` optimizers, ported to Keras 3 with the same trajectories.
+
+Each function takes the PyTorch class's arguments, with PyTorch's names and defaults, minus
+``params`` (Keras optimizers receive their variables at ``apply``/``compile`` time), and returns
+the tfoptim optimizer configured to follow PyTorch's rule exactly. PyTorch-only execution flags
+(``foreach``, ``fused``, ``capturable``, ``differentiable``) are not accepted; ``maximize=True``
+is refused (negate the loss instead).
+
+============  ===================================================================================
+PyTorch       differs from the Keras built-in by
+============  ===================================================================================
+SGD           ``weight_decay`` is L2 added to the gradient (``coupled_weight_decay``); the buffer
+              accumulates gradients and the learning rate is applied afterwards
+              (``momentum_buffer="gradient"``); ``dampening`` (buffer seeded undampened).
+Adagrad       epsilon outside the square root; accumulator starts at 0 (Keras 0.1); ``lr_decay``
+              is ``lr / (1 + (t - 1) * lr_decay)``, an ``InverseTimeDecay`` schedule; coupled L2.
+RMSprop       ``alpha`` is Keras's ``rho`` (0.99 vs 0.9); epsilon outside the square root;
+              momentum buffer of gradients, lr applied afterwards; coupled L2.
+Adam          epsilon added after bias correction (``bias_corrected_epsilon=True``); epsilon
+              1e-8; ``weight_decay`` is coupled L2 unless ``decoupled_weight_decay=True``.
+AdamW         as Adam, with decoupled decay defaulting to 0.01 (Keras AdamW: 0.004).
+============  ===================================================================================
+"""
+
+import keras
+
+from tfoptim import optimizers
+
+
+def _no_maximize(maximize):
+    if maximize:
+        raise ValueError("`maximize=True` is not supported: minimise the negated loss instead.")
+
+
+def _betas(betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"`betas` must be a pair (beta1, beta2). Received: betas={betas!r}")
+    return float(betas[0]), float(betas[1])
+
+
+def SGD(lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *, maximize=False):
+    """``torch.optim.SGD``: ``b <- momentum * b + (1 - dampening) * (g + wd * theta)``,
+    ``theta <- theta - lr * b`` (Nesterov: ``theta <- theta - lr * (g + momentum * b)``)."""
+    _no_maximize(maximize)
+    return optimizers.SGD(
+        learning_rate=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        dampening=dampening,
+        momentum_buffer="gradient",
+        coupled_weight_decay=weight_decay,
+    )
+
+
+def Adagrad(lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, *, maximize=False):
+    """``torch.optim.Adagrad``: ``a <- a + g**2``,
+    ``theta <- theta - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(a) + eps)``."""
+    _no_maximize(maximize)
+    if lr_decay < 0:
+        raise ValueError(f"`lr_decay` must be >= 0. Received: lr_decay={lr_decay}")
+    learning_rate = lr
+    if lr_decay:
+        learning_rate = keras.optimizers.schedules.InverseTimeDecay(
+            float(lr), decay_steps=1, decay_rate=float(lr_decay)
+        )
+    return optimizers.Adagrad(
+        learning_rate=learning_rate,
+        initial_accumulator_value=initial_accumulator_value,
+        epsilon=eps,
+        epsilon_inside_sqrt=False,
+        coupled_weight_decay=weight_decay,
+    )
+
+
+def RMSprop(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, *, maximize=False):
+    """``torch.optim.RMSprop``: ``v <- alpha * v + (1 - alpha) * g**2``, ``d = sqrt(v) + eps``
+    (centered: ``sqrt(v - mean(g)**2) + eps``), ``b <- momentum * b + g / d``,
+    ``theta <- theta - lr * b``."""
+    _no_maximize(maximize)
+    return optimizers.RMSprop(
+        learning_rate=lr,
+        rho=alpha,
+        momentum=momentum,
+        epsilon=eps,
+        centered=centered,
+        epsilon_inside_sqrt=False,
+        momentum_buffer="gradient",
+        coupled_weight_decay=weight_decay,
+    )
+
+
+def Adam(
+    lr=0.001,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    *,
+    maximize=False,
+    decoupled_weight_decay=False,
+):
+    """``torch.optim.Adam``: Adam with epsilon added to the bias-corrected ``sqrt(v)``."""
+    _no_maximize(maximize)
+    beta_1, beta_2 = _betas(betas)
+    decay = {"weight_decay": weight_decay} if decoupled_weight_decay else {"coupled_weight_decay": weight_decay}
+    return optimizers.Adam(
+        learning_rate=lr,
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=eps,
+        amsgrad=amsgrad,
+        bias_corrected_epsilon=True,
+        **decay,
+    )
+
+
+def AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, *, maximize=False):
+    """``torch.optim.AdamW``: decoupled decay ``theta <- theta * (1 - lr * weight_decay)``, then Adam."""
+    _no_maximize(maximize)
+    beta_1, beta_2 = _betas(betas)
+    return optimizers.AdamW(
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=eps,
+        amsgrad=amsgrad,
+        bias_corrected_epsilon=True,
+    )

@@ -1,0 +1,46 @@
+"""Pieces several update rules share, written once (the optax way: small functions, one job)."""
+
+from keras import ops
+
+
+def update_moment(optimizer, moment, value, decay):
+    """Exponential moving average in place: ``moment <- decay * moment + (1 - decay) * value``.
+
+    Written as ``moment += (1 - decay) * (value - moment)``, Keras's form, so the parity tests
+    against Keras's built-ins hold to the last bits.
+    """
+    optimizer.assign_add(moment, ops.multiply(ops.subtract(value, moment), 1 - decay))
+
+
+def bias_correction(decay, step, dtype):
+    """``1 - decay**step``: the weight an EMA started at zero has gathered after ``step`` steps.
+
+    ``convert_to_tensor``, not ``cast``: casting a Python float goes through float32, which
+    would round ``decay`` in a float64 run.
+    """
+    return 1 - ops.power(ops.convert_to_tensor(decay, dtype), step)
+
+
+def local_step(optimizer, dtype):
+    """The 1-based index of the update being applied, as a float of ``dtype``."""
+    return ops.cast(optimizer.iterations + 1, dtype)
+
+
+def rms_denominator(second_moment, epsilon, epsilon_inside_sqrt):
+    """``sqrt(v + eps)`` (Keras, TF1) or ``sqrt(v) + eps`` (PyTorch, the papers)."""
+    if epsilon_inside_sqrt:
+        return ops.sqrt(ops.add(second_moment, epsilon))
+    return ops.add(ops.sqrt(second_moment), epsilon)
+
+
+def constant(value):
+    """Slot initializer filling ``value`` exactly in the slot's dtype.
+
+    ``keras.initializers.Constant`` goes through a float32 tensor, so a float64 slot would start
+    at 0.10000000149011612 instead of 0.1.
+    """
+
+    def initializer(shape, dtype=None):
+        return ops.full(shape, value, dtype=dtype)
+
+    return initializer

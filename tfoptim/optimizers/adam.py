@@ -1,0 +1,96 @@
+import keras
+from keras import ops
+
+from tfoptim.optimizers._moments import bias_correction, local_step, update_moment
+from tfoptim.optimizers._validation import check_positive, check_unit_interval
+from tfoptim.optimizers.base import Optimizer
+
+
+@keras.saving.register_keras_serializable(package="tfoptim")
+class Adam(Optimizer):
+    """Adam: momentum on the gradient, scaled by a moving root-mean-square, bias-corrected.
+
+    Update rule at step ``t = 1, 2, ...``::
+
+        m     <- beta_1 * m + (1 - beta_1) * g            (first moment: the momentum)
+        v     <- beta_2 * v + (1 - beta_2) * g**2         (second moment)
+        v_max <- max(v_max, v); use v_max for v           (amsgrad only)
+        theta <- theta - alpha * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + eps)
+
+    That last line (Keras, TF1: the paper's "epsilon hat" form) adds epsilon to the
+    *uncorrected* ``sqrt(v)``. With ``bias_corrected_epsilon=True`` it is added after the
+    correction, as in the paper's Algorithm 1 and PyTorch::
+
+        theta <- theta - alpha / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + eps)
+
+    The two differ only while ``sqrt(v)`` is comparable to epsilon.
+
+    The text tfoptim grew from swaps the names (its ``beta_1`` drives the squared-gradient
+    average), omits the bias correction (so its first steps are ``1 / (1 - beta)`` times too
+    small) and puts epsilon inside the square root. The rule above is the published one.
+
+    References: Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
+    Reddi, Kale & Kumar, "On the Convergence of Adam and Beyond" (ICLR 2018) for AMSGrad.
+
+    Args:
+        learning_rate: float >= 0, ``LearningRateSchedule`` or callable. Defaults to 0.001.
+        beta_1: decay of the first moment, in [0, 1). Defaults to 0.9.
+        beta_2: decay of the second moment, in [0, 1). Defaults to 0.999.
+        epsilon: > 0. Defaults to 1e-7.
+        amsgrad: use the running maximum of ``v`` (AMSGrad). Defaults to False.
+        bias_corrected_epsilon: where epsilon goes, see above. Defaults to False.
+        **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        amsgrad=False,
+        bias_corrected_epsilon=False,
+        name="adam",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta_1 = check_unit_interval("beta_1", beta_1)
+        self.beta_2 = check_unit_interval("beta_2", beta_2)
+        self.epsilon = check_positive("epsilon", epsilon)
+        self.amsgrad = bool(amsgrad)
+        self.bias_corrected_epsilon = bool(bias_corrected_epsilon)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._momentums, self._velocities = self.add_optimizer_variables(
+            variables, ["momentum", "velocity"]
+        )
+        self._velocity_hats = []
+        if self.amsgrad:
+            self._velocity_hats = self.add_optimizer_variables(variables, "velocity_hat")
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        learning_rate = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        step = local_step(self, dtype)
+        correction_1 = bias_correction(self.beta_1, step, dtype)
+        correction_2 = bias_correction(self.beta_2, step, dtype)
+        index = self._get_variable_index(variable)
+        m = self._momentums[index]
+        v = self._velocities[index]
+        update_moment(self, m, gradient, self.beta_1)
+        update_moment(self, v, ops.square(gradient), self.beta_2)
+        if self.amsgrad:
+            v_hat = self._velocity_hats[index]
+            self.assign(v_hat, ops.maximum(v_hat, v))
+            v = v_hat
+        if self.bias_corrected_epsilon:
+            denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(correction_2)), self.epsilon)
+            step_size = ops.divide(learning_rate, correction_1)
+        else:
+            denominator = ops.add(ops.sqrt(v), self.epsilon)
+            step_size = ops.divide(ops.multiply(learning_rate, ops.sqrt(correction_2)), correction_1)
+        self.assign_sub(variable, ops.divide(ops.multiply(m, step_size), denominator))

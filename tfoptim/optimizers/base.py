@@ -1,0 +1,270 @@
+"""The base class every tfoptim optimizer derives from.
+
+It is a ``keras.optimizers.Optimizer``, so everything Keras does around an update rule
+(``weight_decay``, clipping, ``use_ema``, ``gradient_accumulation_steps``,
+``loss_scale_factor``, ``tf.distribute``, ``.keras`` saving) works unchanged. On top it carries
+what each rule would otherwise repeat:
+
+* **Validation and config.** ``get_config`` is built from the subclass's constructor signature,
+  so it holds exactly the constructor arguments; every argument is checked at construction.
+* **Coupled L2** (``coupled_weight_decay``): ``g <- g + lambda * theta`` before the rule, the
+  ``weight_decay`` of ``torch.optim.SGD/Adagrad/RMSprop/Adam``. Keras's own ``weight_decay`` is
+  the decoupled kind (``theta <- theta - lr * wd * theta``, as in AdamW).
+* **Non-finite protection** (``skip_nonfinite``): when any gradient holds a NaN or Inf, the whole
+  step is skipped (variables, slots and ``iterations`` untouched) and ``skipped_steps`` counts it.
+  Without it, non-finite gradients flow into the state as in Keras.
+* **The fast path** (``fast_path``): see :meth:`Optimizer._backend_update_step`.
+"""
+
+import inspect
+import os
+
+import keras
+from keras import ops
+
+from tfoptim.optimizers._validation import check_learning_rate, check_non_negative, check_positive
+
+#: Variables with at least this many elements are updated by the fast path. Below it, the fixed
+#: cost per variable of an XLA launch outweighs the saved kernel passes (see ``tfoptim bench``).
+FAST_PATH_MIN_SIZE = 16384
+
+_FAST_PATH_ENV = "TFOPTIM_FAST_PATH"
+
+
+def fast_path_enabled():
+    """False when the environment variable ``TFOPTIM_FAST_PATH`` is ``0``/``false``/``off``."""
+    return os.environ.get(_FAST_PATH_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _is_sparse(gradient):
+    return hasattr(gradient, "indices") and hasattr(gradient, "values")
+
+
+def all_finite(grads):
+    """A scalar boolean tensor: every gradient entry is finite."""
+    checks = [
+        ops.all(ops.isfinite(g.values if _is_sparse(g) else g)) for g in grads if g is not None
+    ]
+    return ops.all(ops.stack(checks)) if checks else ops.convert_to_tensor(True)
+
+
+class Optimizer(keras.optimizers.Optimizer):
+    """Base class of tfoptim's optimizers.
+
+    Subclasses read like Keras's own: ``__init__`` stores (and checks) their arguments under
+    the same names, ``build`` creates the slots, ``update_step`` states the rule with
+    ``keras.ops`` and the ``assign*`` helpers. Nothing else is needed: config, validation of the
+    common arguments, coupled weight decay, non-finite skipping and the fast path come from here.
+
+    Args:
+        learning_rate: a float >= 0, a ``LearningRateSchedule``, or a callable.
+        coupled_weight_decay: L2 coefficient added to the gradient before the rule
+            (PyTorch's ``weight_decay``). Keras's ``weight_decay`` stays the decoupled kind.
+        skip_nonfinite: skip (and count in ``skipped_steps``) any step whose gradients contain
+            NaN or Inf, instead of letting them reach the optimizer state.
+        fast_path: update large variables in one XLA-compiled call per step (on by default;
+            the environment variable ``TFOPTIM_FAST_PATH=0`` turns it off everywhere).
+        **kwargs: the common Keras optimizer arguments (``weight_decay``, ``clipnorm``,
+            ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
+            ``ema_overwrite_frequency``, ``loss_scale_factor``, ``gradient_accumulation_steps``,
+            ``name``). Unknown keywords raise ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        learning_rate,
+        coupled_weight_decay=0.0,
+        skip_nonfinite=False,
+        fast_path=True,
+        **kwargs,
+    ):
+        for name in ("weight_decay",):
+            if kwargs.get(name) is not None:
+                check_non_negative(name, kwargs[name])
+        for name in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if kwargs.get(name) is not None:
+                check_positive(name, kwargs[name])
+        super().__init__(learning_rate=check_learning_rate(learning_rate), **kwargs)
+        self.coupled_weight_decay = check_non_negative("coupled_weight_decay", coupled_weight_decay)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.fast_path = bool(fast_path)
+        # Compiled group updates, keyed by the variables they close over. Set through object
+        # so Keras's trackable machinery does not try to save the tf.functions.
+        object.__setattr__(self, "_fused_updates", {})
+
+    def build(self, variables):
+        super().build(variables)
+        if self.skip_nonfinite:
+            self._skipped_steps = self.add_variable(
+                shape=(),
+                dtype="int",
+                initializer="zeros",
+                aggregation="only_first_replica",
+                name="skipped_steps",
+            )
+
+    @property
+    def skipped_steps(self):
+        """Steps skipped for non-finite gradients (requires ``skip_nonfinite=True``)."""
+        if not self.skip_nonfinite:
+            raise AttributeError("`skipped_steps` is only tracked with `skip_nonfinite=True`.")
+        return self._skipped_steps
+
+    # -- non-finite protection -------------------------------------------------------------
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.skip_nonfinite or len(grads) == 0:
+            return super().apply(grads, trainable_variables)
+        if trainable_variables is not None and not self.built:
+            # Build outside the cond below: variables cannot be created inside a branch.
+            with keras.name_scope(self.name, caller=self):
+                self.build(list(trainable_variables))
+            self.built = True
+        if keras.backend.backend() == "tensorflow":
+            return self._tf_apply_if_finite(grads, trainable_variables)
+        ops.cond(
+            all_finite(grads),
+            lambda: super(Optimizer, self).apply(grads, trainable_variables),
+            lambda: self._skipped_steps.assign_add(1),
+        )
+
+    def _tf_apply_if_finite(self, grads, trainable_variables):
+        import tensorflow as tf
+
+        apply = super().apply
+
+        def skip():
+            self._skipped_steps.assign_add(1)
+
+        context = tf.distribute.get_replica_context()
+        if context is None or tf.__internal__.distribute.strategy_supports_no_merge_call():
+            ops.cond(all_finite(grads), lambda: apply(grads, trainable_variables), skip)
+            return
+        # Replicas must agree: one replica's NaN poisons the all-reduced gradient of all.
+        bad = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, tf.cast(tf.logical_not(all_finite(grads)), tf.float32)
+        )
+
+        def cross_replica(distribution, bad, grads, trainable_variables):
+            finite = tf.equal(distribution.experimental_local_results(bad)[0], 0.0)
+
+            def apply_on_replicas():
+                distribution.extended.call_for_each_replica(
+                    apply, args=(grads, trainable_variables)
+                )
+
+            # The cond must live in cross-replica context: its branch calls merge_call.
+            tf.cond(finite, apply_on_replicas, skip)
+
+        context.merge_call(cross_replica, args=(bad, grads, trainable_variables))
+
+    # -- the update ------------------------------------------------------------------------
+
+    def _apply_weight_decay(self, variables):
+        """Keras's decoupled decay, ``theta <- theta - lr * weight_decay * theta``, kept exact.
+
+        Keras casts the Python float ``weight_decay`` through float32, which rounds it in a
+        float64 run; multiplying by the Python float keeps full precision.
+        """
+        if self.weight_decay is None or keras.backend.backend() != "tensorflow":
+            return super()._apply_weight_decay(variables)
+        import tensorflow as tf
+
+        def decay(variable):
+            if self._use_weight_decay(variable):
+                learning_rate = tf.cast(self.learning_rate, variable.dtype)
+                variable.assign_sub(variable * self.weight_decay * learning_rate)
+
+        def decay_all(distribution, variables):
+            for variable in variables:
+                if isinstance(variable, keras.Variable):
+                    variable = variable.value
+                distribution.extended.update(variable, decay, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            decay_all, self._distribution_strategy, variables
+        )
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        """Applies the rule to every variable; the fast path lives here.
+
+        Keras runs ``update_step`` once per variable, about a dozen separate element-wise
+        kernels each, every one a full pass over memory when the step is not XLA-compiled
+        (Keras's default on CPU and under ``tf.distribute``). The fast path runs the same
+        ``update_step`` code for all large, densely-updated variables inside one
+        ``tf.function(jit_compile=True)``, so XLA fuses each rule into a single pass. The state
+        stays in the usual per-variable slots (same saved layout as the slow path; models move
+        freely between the two), and the numbers are the same up to floating-point
+        reassociation. It steps aside (to Keras's per-variable loop) for small variables,
+        sparse gradients, under any ``tf.distribute`` strategy, on non-TensorFlow backends,
+        and when turned off.
+        """
+        if self.coupled_weight_decay:
+            grads = [
+                g if g is None else ops.add(g, ops.multiply(self.coupled_weight_decay, v))
+                for g, v in zip(grads, trainable_variables)
+            ]
+        if not self._fast_path_applies():
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        fused, rest = [], []
+        for g, v in zip(grads, trainable_variables):
+            large = (v.shape.num_elements() if hasattr(v.shape, "num_elements") else v.size) or 0
+            (fused if large >= FAST_PATH_MIN_SIZE and not _is_sparse(g) else rest).append((g, v))
+        if rest:
+            super()._backend_update_step(
+                [g for g, _ in rest], [v for _, v in rest], learning_rate
+            )
+        if fused:
+            update = self._fused_update([v for _, v in fused])
+            update([g for g, _ in fused], ops.convert_to_tensor(learning_rate))
+
+    def _fast_path_applies(self):
+        if not (self.fast_path and fast_path_enabled()):
+            return False
+        if keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        return not tf.distribute.has_strategy()
+
+    def _fused_update(self, variables):
+        import tensorflow as tf
+
+        variables = [v.value if isinstance(v, keras.Variable) else v for v in variables]
+        key = tuple(id(v) for v in variables)
+        if key not in self._fused_updates:
+
+            @tf.function(jit_compile=True, autograph=False)
+            def update(grads, learning_rate):
+                for gradient, variable in zip(grads, variables):
+                    self.update_step(gradient, variable, learning_rate)
+
+            self._fused_updates[key] = update
+        return self._fused_updates[key]
+
+    # -- config ----------------------------------------------------------------------------
+
+    @classmethod
+    def _own_arguments(cls):
+        """Constructor arguments declared by the subclasses, in declaration order."""
+        names = []
+        for klass in reversed(cls.__mro__[: cls.__mro__.index(Optimizer)]):
+            if "__init__" not in vars(klass):
+                continue
+            for parameter in inspect.signature(klass.__init__).parameters.values():
+                if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                    continue
+                if parameter.name not in ("self", "learning_rate", "name", *names):
+                    names.append(parameter.name)
+        return names
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            coupled_weight_decay=self.coupled_weight_decay,
+            skip_nonfinite=self.skip_nonfinite,
+            fast_path=self.fast_path,
+        )
+        for name in self._own_arguments():
+            config[name] = getattr(self, name)
+        return config

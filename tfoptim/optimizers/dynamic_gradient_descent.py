@@ -1,0 +1,47 @@
+import keras
+
+from tfoptim.optimizers._validation import check_range
+from tfoptim.optimizers.gradient_descent import GradientDescent
+
+
+@keras.saving.register_keras_serializable(package="tfoptim")
+class DynamicGradientDescent(GradientDescent):
+    """Gradient descent whose step size shrinks by ``decay_rate`` after every step.
+
+    The "dynamic gradient descent" of the text tfoptim grew from::
+
+        alpha_t = learning_rate * decay_rate**t        (t = 0, 1, 2, ... updates applied)
+        theta  <- theta - alpha_t * g
+
+    It is :class:`GradientDescent` driven by
+    ``keras.optimizers.schedules.ExponentialDecay(learning_rate, decay_steps=1, decay_rate)``,
+    not a second mechanism, so it resumes exactly after ``.keras`` save/load (the schedule reads
+    the optimizer's own ``iterations``). To decay a schedule of your own, give that schedule to
+    :class:`GradientDescent` instead.
+
+    Args:
+        learning_rate: the initial step size, a float >= 0. Defaults to 0.1.
+        decay_rate: factor applied after each step, in (0, 1]. Defaults to 0.99.
+        **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
+    """
+
+    def __init__(self, learning_rate=0.1, decay_rate=0.99, name="dynamic_gradient_descent", **kwargs):
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
+            raise ValueError(
+                "`learning_rate` of DynamicGradientDescent must be a float (the decay is its "
+                "schedule); to decay a schedule, pass it to GradientDescent instead. "
+                f"Received: learning_rate={learning_rate!r}"
+            )
+        check_range("learning_rate", learning_rate, 0.0)
+        check_range("decay_rate", decay_rate, 0.0, 1.0, low_open=True)
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            float(learning_rate), decay_steps=1, decay_rate=float(decay_rate)
+        )
+        super().__init__(learning_rate=schedule, name=name, **kwargs)
+        self.initial_learning_rate = float(learning_rate)
+        self.decay_rate = float(decay_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config["learning_rate"] = self.initial_learning_rate
+        return config
