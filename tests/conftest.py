@@ -20,9 +20,14 @@ tf.config.set_logical_device_configuration(
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    """One strategy for the whole run: separate strategies each number their collective ops
+    from the same start, and a float64 all-reduce reusing a float32 one's key aborts TF's
+    collectives for the rest of the process. Reducing on one device avoids collectives."""
+    return tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
 
 
 @pytest.fixture

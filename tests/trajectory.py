@@ -11,13 +11,16 @@ from reference_problem import SHAPES, STEPS, gradient, initial_problem
 
 @contextlib.contextmanager
 def floatx(dtype):
-    """Keras creates an optimizer's learning-rate variable in floatx: float64 runs need it too."""
-    previous = keras.config.floatx()
+    """Sets Keras's floatx and layer dtype policy: the optimizer's learning-rate variable and a
+    model's weights are then created in ``dtype`` (the policy, once used, ignores floatx)."""
+    previous, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
     try:
         yield
     finally:
         keras.config.set_floatx(previous)
+        keras.config.set_dtype_policy(previous_policy)
 
 
 def run(optimizer, checkpoints=(STEPS,), dtype="float64", shapes=SHAPES, jit_compile=False):

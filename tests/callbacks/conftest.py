@@ -2,12 +2,36 @@
 and a small synthetic linear regression."""
 
 import contextlib
+import itertools
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfoptim.callbacks.cli import digits_data
+
+
+_key_ranges = itertools.count(1)
+
+
+@pytest.fixture
+def two_cpu_strategy():
+    """The suite's ``MirroredStrategy`` over /cpu:0 and /cpu:1, each with its own range of
+    collective keys.
+
+    Every ``MirroredStrategy`` numbers its all-reduces from the same starting key, and the
+    runtime remembers a key's tensor shape across strategies, so a second strategy in the same
+    process that all-reduces a different model fails with "Shape mismatch in the collective
+    instance 100" (plain Keras does it too). TensorFlow's own tests give each strategy a
+    different ``_collective_key_base``; so does this fixture, restoring the class default after.
+    """
+    default = tf.distribute.MirroredStrategy._collective_key_base
+    tf.distribute.MirroredStrategy._collective_key_base = 1_000_000 * next(_key_ranges)
+    try:
+        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    finally:
+        tf.distribute.MirroredStrategy._collective_key_base = default
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +48,11 @@ def digits():
 
 @pytest.fixture
 def digits_model():
-    """``make(optimizer="adam", strategy=None)``: a compiled 64-32-10 MLP, seeded."""
+    """``make(optimizer="adam", strategy=None)``: a compiled 64-32-10 MLP, seeded.
+
+    ``optimizer`` is a name, an instance, or a function returning one; under a strategy pass a
+    name or a function, so that the optimizer's variables are created in the strategy's scope.
+    """
 
     def make(optimizer="adam", strategy=None, hidden=32):
         keras.utils.set_random_seed(0)
@@ -38,6 +66,8 @@ def digits_model():
                 ],
                 name="mlp",
             )
+            if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
+                optimizer = optimizer()
             model.compile(
                 optimizer=keras.optimizers.get(optimizer),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -115,7 +115,7 @@ def test_model_and_optimizer_are_restored_bit_for_bit(
         assert float(model.optimizer.learning_rate) == lr_before
 
 
-def test_restores_an_optimizer_that_was_never_used(digits, digits_model, state_of):
+def test_restores_an_optimizer_that_was_never_used(digits, digits_model):
     x_train, y_train, _, _ = digits
     model = digits_model("adam")
     finder = LearningRateFinder(num_steps=10)

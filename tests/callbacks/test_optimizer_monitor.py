@@ -35,10 +35,11 @@ class _TrueStep(keras.callbacks.Callback):
         self.ratios.append(update / weight)
 
 
-def _regression_model(optimizer, strategy=None):
+def _regression_model(make_optimizer, strategy=None):
     keras.utils.set_random_seed(0)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
+        optimizer = make_optimizer()
         model = keras.Sequential(
             [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
         )
@@ -60,10 +61,13 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 def test_figures_come_from_the_real_step(regression, wrapper):
     x, y, _, _ = regression
     x, y = x[:64], y[:64]
-    optimizer = keras.optimizers.Adam(1e-2)
-    if wrapper == "loss_scale":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model = _regression_model(optimizer)
+    def make_optimizer():
+        optimizer = keras.optimizers.Adam(1e-2)
+        if wrapper == "loss_scale":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    model = _regression_model(make_optimizer)
     truth = _TrueStep(x, y)
     history = model.fit(
         x, y, batch_size=64, epochs=4, shuffle=False, verbose=0,
@@ -80,7 +84,7 @@ def test_figures_come_from_the_real_step(regression, wrapper):
 def test_under_mirrored_strategy_the_norm_is_of_the_global_batch(regression, two_cpu_strategy):
     x, y, _, _ = regression
     x, y = x[:64], y[:64]
-    model = _regression_model(keras.optimizers.SGD(0.05), strategy=two_cpu_strategy)
+    model = _regression_model(lambda: keras.optimizers.SGD(0.05), strategy=two_cpu_strategy)
     truth = _TrueStep(x, y)
     history = model.fit(
         x, y, batch_size=64, epochs=3, shuffle=False, verbose=0,
@@ -156,7 +160,7 @@ def test_counts_nonfinite_gradients(regression):
     x, y, _, _ = regression
     x = x[:64].copy()
     x[3, 0] = np.nan
-    model = _regression_model(keras.optimizers.SGD(0.01))
+    model = _regression_model(lambda: keras.optimizers.SGD(0.01))
     history = model.fit(x, y[:64], batch_size=32, epochs=1, shuffle=False, verbose=0,
                         callbacks=[OptimizerMonitor()])
     # Every entry of the first layer's kernel row for feature 0 and beyond goes NaN.
@@ -177,3 +181,24 @@ def test_multi_optimizer_learning_rates(digits, digits_model):
     assert history.history["learning_rate_head"] == pytest.approx([0.05])
     assert history.history["learning_rate_body"] == pytest.approx([1e-3])
     assert history.history["grad_norm"][0] > 0
+
+
+def test_callbacks_share_one_probe(regression):
+    from tfoptim.callbacks import ConvergenceStopping
+
+    x, y, _, _ = regression
+    model = _regression_model(lambda: keras.optimizers.SGD(0.01))
+    stop = ConvergenceStopping(grad_norm_tolerance=1e-12, patience=None, verbose=0)
+    monitor = OptimizerMonitor()
+
+    class Check(keras.callbacks.Callback):
+        shared = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            # The monitor asked for more than the stopper; the stopper's probe saw it too.
+            self.shared.append(stop._probe is monitor._probe and stop._probe.track_updates)
+            assert stop._probe.grad_norm() == pytest.approx(logs["grad_norm"])
+
+    model.fit(x, y, batch_size=128, epochs=1, verbose=0, callbacks=[stop, monitor, Check()])
+    assert Check.shared and all(Check.shared)
+    assert "apply" not in vars(model.optimizer)

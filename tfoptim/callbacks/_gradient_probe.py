@@ -24,12 +24,8 @@ cross-replica synchronisation, and reading returns the first copy. They are not 
 optimizer or the model, so nothing about saving changes.
 """
 
-import weakref
-
 import numpy as np
 import tensorflow as tf
-
-_PROBES = weakref.WeakKeyDictionary()
 
 
 def _as_float32(gradient):
@@ -73,13 +69,15 @@ class GradientProbe:
     share one probe per optimizer.
     """
 
-    def __init__(self, model, track_updates, keep_gradients):
+    def __init__(self, model):
         self.model = model
         self.optimizer = model.optimizer
         self.variables = list(model.trainable_variables)
-        self.track_updates = track_updates
-        self.keep_gradients = keep_gradients
+        self.track_updates = False
+        self.keep_gradients = False
         self.users = 0
+        # How many times the hook was traced: once per step-function trace and replica, never
+        # once per step (the tests check it).
         self.traces = 0
         count = len(self.variables)
         with model.distribute_strategy.scope():
@@ -87,10 +85,18 @@ class GradientProbe:
             self._nonfinite = _stat_variable(0, tf.int64, "nonfinite")
             self._nonfinite_total = _stat_variable(0, tf.int64, "nonfinite_total")
             self._steps = _stat_variable(0, tf.int64, "probed_steps")
-            if track_updates:
+        self._shadowed_apply = None
+
+    def _enable(self, track_updates, keep_gradients):
+        """Adds the optional measurements; True if any was added (the step must re-trace)."""
+        count = len(self.variables)
+        added = False
+        with self.model.distribute_strategy.scope():
+            if track_updates and not self.track_updates:
                 self._update_sq = _stat_variable(np.zeros(count, np.float32), tf.float32, "upd_sq")
                 self._weight_sq = _stat_variable(np.zeros(count, np.float32), tf.float32, "w_sq")
-            if keep_gradients:
+                self.track_updates = added = True
+            if keep_gradients and not self.keep_gradients:
                 self._gradients = [
                     _stat_variable(tf.zeros(v.shape, tf.float32), tf.float32, "gradient")
                     for v in self.variables
@@ -99,7 +105,8 @@ class GradientProbe:
                     _stat_variable(tf.zeros(v.shape, tf.float32), tf.float32, "update")
                     for v in self.variables
                 ]
-        self._original_apply = None
+                self.keep_gradients = added = True
+        return added
 
     # Host-side readings -------------------------------------------------------------------
 
@@ -127,11 +134,13 @@ class GradientProbe:
         return float(np.sqrt(self._grad_sq.numpy().astype(np.float64).sum()))
 
     def update_sq(self):
+        """Per-variable ``(||w_after - w_before||**2, ||w_before||**2)`` of the last step."""
         return self._update_sq.numpy().astype(np.float64), self._weight_sq.numpy().astype(
             np.float64
         )
 
     def gradients(self):
+        """The last step's gradient and update of every variable (``keep_gradients`` only)."""
         return [g.numpy() for g in self._gradients], [u.numpy() for u in self._updates]
 
     # The hook -----------------------------------------------------------------------------
@@ -147,19 +156,23 @@ class GradientProbe:
                 if trainable_variables is not None
                 else list(self.optimizer._trainable_variables)
             )
-            slots = [index.get(id(v)) for v in variables]
-            before = self._record_gradients(grads, slots)
+            before = self._record_gradients(grads, [index.get(id(v)) for v in variables])
             result = original(grads, trainable_variables)
             if before is not None:
-                self._record_updates(variables, slots, before)
+                self._record_updates(before)
             return result
 
-        self._original_apply = original
+        # The hook is how callbacks find the probe: no registry that would keep optimizers alive.
+        apply.gradient_probe = self
+        # Someone else's instance-level `apply` is wrapped like the class's, and put back.
+        self._shadowed_apply = vars(self.optimizer).get("apply")
         self.optimizer.apply = apply
 
     def _uninstall(self):
-        del self.optimizer.apply
-        self._original_apply = None
+        if self._shadowed_apply is not None:
+            self.optimizer.apply = self._shadowed_apply
+        else:
+            del self.optimizer.apply
 
     def _record_gradients(self, grads, slots):
         # Runs once per trace (Python), not once per step.
@@ -193,7 +206,7 @@ class GradientProbe:
             return None
         return {s: tf.cast(tf.identity(self.variables[s].value), tf.float32) for _, s in present}
 
-    def _record_updates(self, variables, slots, before):
+    def _record_updates(self, before):
         update_sq = [tf.zeros((), tf.float32)] * len(self.variables)
         weight_sq = [tf.zeros((), tf.float32)] * len(self.variables)
         for s, old in before.items():
@@ -208,32 +221,19 @@ class GradientProbe:
 
 
 def attach(model, track_updates=False, keep_gradients=False):
-    """The probe of ``model``'s optimizer, installed if needed with at least these features.
+    """The probe of ``model``'s optimizer, installed if needed, with at least these features.
 
-    Call from ``on_train_begin`` (the optimizer is built by then); pair with :func:`detach`.
+    Callbacks share the probe: asking for more features extends it in place (so probes already
+    handed out see them too) and re-traces the step once. Call once the model is built; pair
+    with :func:`detach`.
     """
-    if model.optimizer is None:
-        raise ValueError("The model has no optimizer; compile it before training.")
-    probe = _PROBES.get(model.optimizer)
-    if probe is not None and (
-        (track_updates and not probe.track_updates)
-        or (keep_gradients and not probe.keep_gradients)
-    ):
-        users = probe.users
-        probe._uninstall()
-        probe = GradientProbe(
-            model,
-            track_updates or probe.track_updates,
-            keep_gradients or probe.keep_gradients,
-        )
-        probe.users = users
+    probe = getattr(vars(model.optimizer).get("apply"), "gradient_probe", None)
+    retrace = probe is None
+    if probe is None:
+        probe = GradientProbe(model)
         probe._install()
-        _PROBES[model.optimizer] = probe
-        model.make_train_function(force=True)
-    elif probe is None:
-        probe = GradientProbe(model, track_updates, keep_gradients)
-        probe._install()
-        _PROBES[model.optimizer] = probe
+    retrace = probe._enable(track_updates, keep_gradients) or retrace
+    if retrace:
         model.make_train_function(force=True)
     probe.users += 1
     return probe
@@ -242,8 +242,7 @@ def attach(model, track_updates=False, keep_gradients=False):
 def detach(probe):
     """Gives ``probe`` back; the last user removes the hook (and re-traces the step once)."""
     probe.users -= 1
-    if probe.users <= 0 and _PROBES.get(probe.optimizer) is probe:
+    if probe.users == 0:
         probe._uninstall()
-        del _PROBES[probe.optimizer]
         probe.model.make_train_function(force=True)
 

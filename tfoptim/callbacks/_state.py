@@ -1,17 +1,41 @@
-"""What the callbacks share: reaching the learning rate through optimizer wrappers, and taking
-and restoring in-memory snapshots of everything a training step changes.
+"""What the callbacks share: reaching the learning rate through optimizer wrappers, taking and
+restoring in-memory snapshots of everything a training step changes, and the small things
+(argument checks, messages, a monitored quantity's direction) they would otherwise repeat.
 
 Wrappers are recognised by shape, not by class, so Keras's ``LossScaleOptimizer`` (which
 exposes ``inner_optimizer``) and ``MultiOptimizer`` (which exposes ``optimizers``), and any
 wrapper written the same way, are all looked through.
 """
 
+import logging
 import math
+import sys
 
 import keras
 import numpy as np
 
 from tfoptim.callbacks.scaled_schedule import ScaledSchedule
+
+
+class SerializableCallback(keras.callbacks.Callback):
+    """Base of tfoptim's callbacks, whose ``get_config`` returns their constructor arguments:
+    ``from_config`` rebuilds them, so ``keras.saving.serialize_keras_object`` and
+    ``deserialize_keras_object`` round-trip them (Keras's ``Callback`` has no ``from_config``).
+    """
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def print_message(message):
+    """Prints like Keras's own callbacks: to stdout, or to the log when Keras's interactive
+    logging is off (``keras.config.disable_interactive_logging()``)."""
+    if keras.config.is_interactive_logging_enabled():
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
+    else:
+        logging.getLogger("tfoptim").info(message)
 
 
 def leaf_optimizers(optimizer):
@@ -120,31 +144,23 @@ def _unique(variables):
 
 class TrainingSnapshot:
     """A host-memory copy of a model's variables (weights, seeds), its optimizer's variables
-    (iteration counters, slots, float learning rates, loss scale) and, optionally, its metrics'
-    running state. :meth:`restore` writes the copy back bit for bit.
+    (iteration counters, slots, float learning rates, loss scale) and its metrics' running
+    state, so that the epoch's metrics match restored weights. :meth:`restore` writes the copy
+    back bit for bit.
 
     Call :func:`build_optimizer` first: variables that do not exist yet cannot be copied.
     """
 
-    def __init__(self, model, include_metrics=True):
-        variables = list(model.variables) + list(model.optimizer.variables)
-        if include_metrics:
-            variables += list(model.metrics_variables)
+    def __init__(self, model):
+        variables = (
+            list(model.variables) + list(model.optimizer.variables) + list(model.metrics_variables)
+        )
         self._variables = _unique(variables)
         self._values = [np.array(v.numpy(), copy=True) for v in self._variables]
-
-    @property
-    def values(self):
-        return list(self._values)
 
     def restore(self):
         for variable, value in zip(self._variables, self._values):
             variable.assign(value)
-
-    def is_finite(self):
-        return all(
-            np.all(np.isfinite(v)) for v in self._values if np.issubdtype(v.dtype, np.floating)
-        )
 
 
 def resolve_mode(monitor, mode, model):

@@ -7,16 +7,18 @@ import numpy as np
 
 from tfoptim.callbacks import _gradient_probe
 from tfoptim.callbacks._state import (
+    SerializableCallback,
     build_optimizer,
     check_integer,
     is_finite_number,
+    print_message,
     resolve_mode,
 )
 from tfoptim.optimizers._validation import check_choice, check_non_negative, check_positive
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
-class ConvergenceStopping(keras.callbacks.Callback):
+class ConvergenceStopping(SerializableCallback):
     """Stops training once it has converged, by any of three tests, and says which.
 
     * **Threshold**: at the end of an epoch, the monitored value has reached ``threshold``
@@ -114,7 +116,8 @@ class ConvergenceStopping(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
-        self._direction = resolve_mode(self.monitor, self.mode, self.model)
+        # Resolved at the first epoch end, when Keras has built the compiled metrics.
+        self._direction = None
         self._probe = None
         if self.grad_norm_tolerance is not None and build_optimizer(self.model):
             self._probe = _gradient_probe.attach(self.model)
@@ -155,6 +158,8 @@ class ConvergenceStopping(keras.callbacks.Callback):
         value = float(value)
         if not np.isfinite(value):
             return
+        if self._direction is None:
+            self._direction = resolve_mode(self.monitor, self.mode, self.model)
         sign = 1.0 if self._direction == "min" else -1.0
         if self.threshold is not None and sign * (value - self.threshold) <= 0.0:
             relation = "<=" if sign > 0 else ">="
@@ -187,4 +192,4 @@ class ConvergenceStopping(keras.callbacks.Callback):
         self.stopped_epoch = self._epoch
         self.model.stop_training = True
         if self.verbose:
-            keras.utils.io_utils.print_msg(f"\nConvergenceStopping: {self.stop_reason}")
+            print_message(f"\nConvergenceStopping: {self.stop_reason}")

@@ -9,11 +9,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfoptim.callbacks._state import (
+    SerializableCallback,
     TrainingSnapshot,
     build_optimizer,
     check_integer,
     has_variable_learning_rate,
     leaf_optimizers,
+    print_message,
 )
 from tfoptim.callbacks.progress_bar import ProgressBar
 from tfoptim.optimizers._validation import check_choice, check_positive, check_range
@@ -170,12 +172,9 @@ class _SweepRate(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         return keras.ops.convert_to_tensor(self.variable)
 
-    def get_config(self):
-        return {"learning_rate": float(self.variable.numpy())}
-
 
 @keras.saving.register_keras_serializable(package="tfoptim")
-class LearningRateFinder(keras.callbacks.Callback):
+class LearningRateFinder(SerializableCallback):
     """The learning-rate range test, as a callback.
 
     For ``num_steps`` training steps the learning rate grows exponentially from
@@ -335,7 +334,7 @@ class LearningRateFinder(keras.callbacks.Callback):
             suggestion=_suggest(rates, smoothed, self.method) if len(rates) else float("nan"),
         )
         if self.verbose:
-            keras.utils.io_utils.print_msg(
+            print_message(
                 f"LearningRateFinder: suggested learning rate {self.result.suggestion:.3g} "
                 f"({self.method}, {len(rates)} steps{', diverged' if self._diverged else ''})."
             )

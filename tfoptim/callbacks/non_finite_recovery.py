@@ -7,21 +7,23 @@ import keras
 
 from tfoptim.callbacks import _gradient_probe
 from tfoptim.callbacks._state import (
+    SerializableCallback,
     TrainingSnapshot,
     build_optimizer,
     check_integer,
     leaf_optimizers,
+    print_message,
     scale_learning_rate,
 )
 from tfoptim.optimizers._validation import check_choice, check_range
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
-class NonFiniteRecovery(keras.callbacks.Callback):
+class NonFiniteRecovery(SerializableCallback):
     """Rolls training back to the last good state when a step goes NaN/Inf, lowers the learning
     rate, and carries on.
 
-    Every ``snapshot_every`` steps (and at the start of every epoch) the callback copies to host
+    Every ``snapshot_every`` batches (and at the start of every epoch) the callback copies to host
     memory the model's variables, the optimizer's variables (slots, iteration counters, a
     float learning rate, the loss scale) and the metrics' running state. When a batch ends with
     a non-finite loss, or with a non-finite gradient reaching an optimizer that would apply it,
@@ -48,9 +50,10 @@ class NonFiniteRecovery(keras.callbacks.Callback):
     Args:
         max_retries: recoveries allowed per ``fit`` (integer >= 0).
         factor: learning-rate multiplier at each recovery, in (0, 1].
-        snapshot_every: steps between in-memory copies (integer >= 1). Each copy moves the
-            weights and optimizer state to host memory: raise it for large models, at the cost
-            of rolling back more steps on a failure.
+        snapshot_every: batches between in-memory copies (integer >= 1), counted as ``fit``
+            reports them (with ``steps_per_execution=k`` a report covers k steps). Each copy
+            moves the weights and optimizer state to host memory: raise it for large models, at
+            the cost of rolling back more steps on a failure.
         verbose: 1 prints each recovery.
 
     Example:
@@ -172,7 +175,7 @@ class NonFiniteRecovery(keras.callbacks.Callback):
         self._take_snapshot()
         if self.verbose:
             rates = ", ".join(f"{old:.4g} -> {new:.4g}" for _, old, new in changes)
-            keras.utils.io_utils.print_msg(
+            print_message(
                 f"\nNonFiniteRecovery: non-finite {what} at {where}; restored the last good state "
                 f"and scaled the learning rate ({rates}). Recovery {len(self.recoveries)} of "
                 f"{self.max_retries}."

@@ -9,11 +9,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfoptim.callbacks import _gradient_probe
-from tfoptim.callbacks._state import build_optimizer, check_integer, learning_rate_logs
+from tfoptim.callbacks._state import (
+    SerializableCallback,
+    build_optimizer,
+    check_integer,
+    learning_rate_logs,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
-class OptimizerMonitor(keras.callbacks.Callback):
+class OptimizerMonitor(SerializableCallback):
     """Adds the optimizer's vital signs to the training logs.
 
     Every ``log_every`` batches, and at the end of every epoch, the logs get:

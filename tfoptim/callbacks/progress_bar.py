@@ -3,11 +3,11 @@
 import keras
 from tqdm.auto import tqdm
 
-from tfoptim.callbacks._state import check_integer
+from tfoptim.callbacks._state import SerializableCallback, check_integer
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
-class ProgressBar(keras.callbacks.Callback):
+class ProgressBar(SerializableCallback):
     """One `tqdm <https://tqdm.github.io>`_ bar over all the steps of a ``fit``.
 
     Keras's own progress bar restarts every epoch and prints a line per epoch; over a long run

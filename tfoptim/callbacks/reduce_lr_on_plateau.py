@@ -6,8 +6,10 @@ import keras
 import numpy as np
 
 from tfoptim.callbacks._state import (
+    SerializableCallback,
     check_integer,
     learning_rate_logs,
+    print_message,
     resolve_mode,
     scale_learning_rate,
 )
@@ -15,7 +17,7 @@ from tfoptim.optimizers._validation import check_choice, check_non_negative, che
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
-class ScheduleAwareReduceLROnPlateau(keras.callbacks.Callback):
+class ScheduleAwareReduceLROnPlateau(SerializableCallback):
     """Keras's ``ReduceLROnPlateau``, made to work with learning-rate schedules.
 
     Keras's callback assigns a new float to ``optimizer.learning_rate``, which raises
@@ -102,7 +104,8 @@ class ScheduleAwareReduceLROnPlateau(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
-        self._direction = resolve_mode(self.monitor, self.mode, self.model)
+        # Resolved at the first epoch end, when Keras has built the compiled metrics.
+        self._direction = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -117,6 +120,8 @@ class ScheduleAwareReduceLROnPlateau(keras.callbacks.Callback):
             )
             return
         current = float(current)
+        if self._direction is None:
+            self._direction = resolve_mode(self.monitor, self.mode, self.model)
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
@@ -135,7 +140,7 @@ class ScheduleAwareReduceLROnPlateau(keras.callbacks.Callback):
                     self.wait = 0
                 if self.verbose:
                     for leaf, old, new in changes:
-                        keras.utils.io_utils.print_msg(
+                        print_message(
                             f"\nEpoch {epoch + 1}: ScheduleAwareReduceLROnPlateau reducing the "
                             f"learning rate of {leaf.name} from {old:.4g} to {new:.4g}."
                         )

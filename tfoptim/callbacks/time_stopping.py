@@ -5,11 +5,12 @@ import time
 
 import keras
 
+from tfoptim.callbacks._state import SerializableCallback, print_message
 from tfoptim.optimizers._validation import check_choice, check_non_negative
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
-class TimeStopping(keras.callbacks.Callback):
+class TimeStopping(SerializableCallback):
     """Stops training once ``seconds`` of wall-clock time have passed since it began.
 
     The replacement for TensorFlow Addons' ``tfa.callbacks.TimeStopping`` (same arguments).
@@ -63,7 +64,7 @@ class TimeStopping(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.stopped_epoch is not None and self.verbose:
             elapsed = datetime.timedelta(seconds=round(time.monotonic() - self._start))
-            keras.utils.io_utils.print_msg(
+            print_message(
                 f"Timed stopping at epoch {self.stopped_epoch + 1} after training for {elapsed}"
             )
 

@@ -199,11 +199,10 @@ class Optimizer(keras.optimizers.Optimizer):
         sparse gradients, under any ``tf.distribute`` strategy, on non-TensorFlow backends,
         and when turned off.
         """
-        if self.coupled_weight_decay:
-            grads = [
-                g if g is None else ops.add(g, ops.multiply(self.coupled_weight_decay, v))
-                for g, v in zip(grads, trainable_variables)
-            ]
+        if keras.backend.backend() != "tensorflow":
+            for gradient, variable in zip(grads, trainable_variables):
+                self._update_variable(variable, gradient, learning_rate)
+            return
         if not self._fast_path_applies():
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         fused, rest = [], []
@@ -215,13 +214,30 @@ class Optimizer(keras.optimizers.Optimizer):
                 [g for g, _ in rest], [v for _, v in rest], learning_rate
             )
         if fused:
+            import tensorflow as tf
+
             update = self._fused_update([v for _, v in fused])
-            update([g for g, _ in fused], ops.convert_to_tensor(learning_rate))
+            update([g for g, _ in fused], tf.convert_to_tensor(learning_rate))
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        # Keras's TF loop, over the all-reduced gradients, calling _update_variable.
+        for gradient, variable in grads_and_vars:
+            distribution.extended.update(
+                variable, self._update_variable, args=(gradient, learning_rate), group=False
+            )
+
+    def _update_variable(self, variable, gradient, learning_rate):
+        """One variable's step: coupled L2 (after any all-reduce, so replicas add it once),
+        then the rule."""
+        if self.coupled_weight_decay:
+            gradient = ops.add(
+                ops.convert_to_tensor(gradient),
+                ops.multiply(ops.cast(variable, gradient.dtype), self.coupled_weight_decay),
+            )
+        self.update_step(gradient, variable, learning_rate)
 
     def _fast_path_applies(self):
         if not (self.fast_path and fast_path_enabled()):
-            return False
-        if keras.backend.backend() != "tensorflow":
             return False
         import tensorflow as tf
 
@@ -237,7 +253,7 @@ class Optimizer(keras.optimizers.Optimizer):
             @tf.function(jit_compile=True, autograph=False)
             def update(grads, learning_rate):
                 for gradient, variable in zip(grads, variables):
-                    self.update_step(gradient, variable, learning_rate)
+                    self._update_variable(variable, gradient, learning_rate)
 
             self._fused_updates[key] = update
         return self._fused_updates[key]

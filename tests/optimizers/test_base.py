@@ -1,0 +1,190 @@
+"""The shared base: argument checks, non-finite skipping, coupled L2, and the fast path."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfoptim.optimizers as to
+from reference_problem import gradient, initial_problem
+from trajectory import assert_close, floatx, run
+
+INVALID = [
+    (lambda: to.SGD(learning_rate=-0.1), "learning_rate"),
+    (lambda: to.Adam(learning_rate=float("nan")), "learning_rate"),
+    (lambda: to.Adam(learning_rate=float("inf")), "learning_rate"),
+    (lambda: to.Adam(learning_rate="fast"), "learning_rate"),
+    (lambda: to.Adam(beta_1=1.0), "beta_1"),
+    (lambda: to.Adam(beta_2=-0.1), "beta_2"),
+    (lambda: to.AdamW(beta_1=1.5), "beta_1"),
+    (lambda: to.RMSprop(rho=1.0), "rho"),
+    (lambda: to.RMSprop(momentum=-0.5), "momentum"),
+    (lambda: to.SGD(momentum=1.0), "momentum"),
+    (lambda: to.Adam(epsilon=0.0), "epsilon"),
+    (lambda: to.RMSprop(epsilon=-1e-7), "epsilon"),
+    (lambda: to.Adagrad(epsilon=0.0, initial_accumulator_value=0.0), "epsilon"),
+    (lambda: to.Adagrad(initial_accumulator_value=-1.0), "initial_accumulator_value"),
+    (lambda: to.DynamicGradientDescent(decay_rate=0.0), "decay_rate"),
+    (lambda: to.DynamicGradientDescent(decay_rate=1.01), "decay_rate"),
+    (lambda: to.DynamicGradientDescent(learning_rate=keras.optimizers.schedules.CosineDecay(0.1, 10)), "learning_rate"),
+    (lambda: to.SGD(dampening=0.5), "dampening"),
+    (lambda: to.SGD(momentum_buffer="velocity"), "momentum_buffer"),
+    (lambda: to.SGD(nesterov=True), "Nesterov"),
+    (lambda: to.Adam(weight_decay=-0.1), "weight_decay"),
+    (lambda: to.AdamW(weight_decay=None), "weight_decay"),
+    (lambda: to.Adam(coupled_weight_decay=-1.0), "coupled_weight_decay"),
+    (lambda: to.Adam(clipnorm=0.0), "clipnorm"),
+    (lambda: to.Adam(beta1=0.9), "beta1"),
+]
+
+
+@pytest.mark.parametrize("make, argument", INVALID, ids=[a for _, a in INVALID])
+def test_invalid_arguments_raise_at_construction(make, argument):
+    with pytest.raises(ValueError, match=argument):
+        make()
+
+
+@pytest.mark.parametrize(
+    "learning_rate",
+    [0.05, 1, keras.optimizers.schedules.ExponentialDecay(0.05, 10, 0.9), lambda: 0.05],
+    ids=["float", "int", "schedule", "callable"],
+)
+def test_learning_rate_kinds(learning_rate):
+    variable = keras.Variable([1.0, 2.0])
+    to.SGD(learning_rate).apply([tf.constant([1.0, 1.0])], [variable])
+    assert np.all(variable.numpy() < [1.0, 2.0])
+
+
+def nan_step(optimizer, variables):
+    bad = [tf.constant([np.nan, 1.0]), tf.constant([[1.0, np.inf]])]
+    optimizer.apply(bad, variables)
+
+
+def test_skip_nonfinite_leaves_all_state_untouched():
+    variables = [keras.Variable([1.0, 2.0]), keras.Variable([[3.0, 4.0]])]
+    optimizer = to.Adam(0.1, skip_nonfinite=True)
+    optimizer.apply([tf.constant([0.5, 0.5]), tf.constant([[0.5, 0.5]])], variables)
+    before = [v.numpy().copy() for v in optimizer.variables + variables]
+    nan_step(optimizer, variables)
+    after = [v.numpy() for v in optimizer.variables + variables]
+    changed = [a for a, b in zip(after, before) if not np.array_equal(a, b)]
+    assert len(changed) == 1 and changed[0] == 1  # only skipped_steps, from 0 to 1
+    assert int(optimizer.skipped_steps) == 1
+    assert int(optimizer.iterations) == 1
+    optimizer.apply([tf.constant([0.5, 0.5]), tf.constant([[0.5, 0.5]])], variables)
+    assert int(optimizer.iterations) == 2
+
+
+def test_without_protection_nan_reaches_the_state():
+    """The documented default: like Keras, nothing is filtered."""
+    variables = [keras.Variable([1.0, 2.0]), keras.Variable([[3.0, 4.0]])]
+    optimizer = to.Adam(0.1)
+    nan_step(optimizer, variables)
+    assert np.isnan(variables[0].numpy()[0])
+    with pytest.raises(AttributeError, match="skip_nonfinite"):
+        optimizer.skipped_steps
+
+
+def test_skip_nonfinite_in_model_fit_and_under_mirrored_strategy(two_cpu_strategy):
+    x = np.ones((32, 4), "float32")
+    y = np.ones((32, 1), "float32")
+    x[20] = np.nan  # lands on the second replica of the second batch
+    for scope in (tf.distribute.get_strategy(), two_cpu_strategy):
+        with scope.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            model.compile(optimizer=to.SGD(0.01, skip_nonfinite=True), loss="mse")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+        assert int(model.optimizer.skipped_steps.numpy()) == 1
+        assert int(model.optimizer.iterations.numpy()) == 1
+
+
+def test_coupled_weight_decay_is_l2_added_to_the_gradient():
+    with floatx("float64"):
+        coupled = run(to.Adam(0.01, coupled_weight_decay=0.1))[200]
+    params, targets, curvatures = initial_problem()
+    with floatx("float64"):
+        optimizer = to.Adam(0.01)
+        variables = [keras.Variable(p) for p in params]
+        for _ in range(200):
+            grads = [gradient(v.numpy(), t, c) + 0.1 * v.numpy() for v, t, c in zip(variables, targets, curvatures)]
+            optimizer.apply([tf.constant(g) for g in grads], variables)
+    assert_close(coupled, [v.numpy() for v in variables], 1e-12)
+
+
+LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda fast: to.SGD(0.05, momentum=0.9, nesterov=True, fast_path=fast),
+        lambda fast: to.RMSprop(0.001, centered=True, momentum=0.5, fast_path=fast),
+        lambda fast: to.Adam(0.01, amsgrad=True, weight_decay=0.01, fast_path=fast),
+        lambda fast: to.Adagrad(0.1, coupled_weight_decay=0.01, fast_path=fast),
+    ],
+    ids=["sgd", "rmsprop", "adam", "adagrad"],
+)
+def test_fast_path_follows_the_slow_path(make):
+    """Same rule, fused by XLA or not: float64 trajectories agree to rounding (1e-10: centered
+    RMSprop's ``v - mg**2`` cancels, magnifying XLA's reassociation to ~3e-11)."""
+    with floatx("float64"):
+        fast_optimizer = make(True)
+        fast = run(fast_optimizer, (1, 200), shapes=LARGE)
+        slow = run(make(False), (1, 200), shapes=LARGE)
+    assert len(fast_optimizer._fused_updates) == 1
+    for step in (1, 200):
+        assert_close(fast[step], slow[step], 1e-10)
+
+
+def test_environment_variable_turns_the_fast_path_off(monkeypatch):
+    monkeypatch.setenv("TFOPTIM_FAST_PATH", "0")
+    assert not to.fast_path_enabled()
+    optimizer = to.Adam(0.01)
+    run(optimizer, (2,), dtype="float32", shapes=LARGE)
+    assert optimizer._fused_updates == {}
+
+
+def test_fast_path_steps_aside_under_a_strategy(two_cpu_strategy):
+    with two_cpu_strategy.scope():
+        variable = keras.Variable(np.ones((200, 100), "float32"))
+        optimizer = to.Adam(0.01)
+
+    @tf.function
+    def step():
+        two_cpu_strategy.run(lambda: optimizer.apply([tf.ones((200, 100))], [variable]))
+
+    step()
+    assert optimizer._fused_updates == {}
+    assert not np.array_equal(variable.numpy(), np.ones((200, 100)))
+
+
+def test_model_saved_by_the_slow_path_resumes_on_the_fast_path(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = rng.normal(size=(64, 1)).astype("float32")
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(200), keras.layers.Dense(100), keras.layers.Dense(1)])
+        m.compile(optimizer=to.Adam(0.01), loss="mse")
+        return m
+
+    straight = model()
+    straight.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0)
+    monkeypatch.setenv("TFOPTIM_FAST_PATH", "0")
+    slow = model()
+    slow.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    slow.save(tmp_path / "slow.keras")
+    monkeypatch.setenv("TFOPTIM_FAST_PATH", "1")
+    fast = keras.models.load_model(tmp_path / "slow.keras")
+    fast.fit(x, y, batch_size=16, epochs=4, initial_epoch=2, shuffle=False, verbose=0)
+    assert len(fast.optimizer._fused_updates) == 1
+    # Keras saves optimizer variables by position: same count, order and shapes on both paths.
+    assert [tuple(v.shape) for v in fast.optimizer.variables] == [
+        tuple(v.shape) for v in slow.optimizer.variables
+    ]
+    # float32 XLA fusion reassociates a few operations: agreement to float32 rounding.
+    for a, b in zip(fast.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
