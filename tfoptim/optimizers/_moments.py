@@ -1,5 +1,6 @@
 """Pieces several update rules share, written once (the optax way: small functions, one job)."""
 
+import keras
 from keras import ops
 
 
@@ -12,18 +13,28 @@ def update_moment(optimizer, moment, value, decay):
     optimizer.assign_add(moment, ops.multiply(ops.subtract(value, moment), 1 - decay))
 
 
-def bias_correction(decay, step, dtype):
-    """``1 - decay**step``: the weight an EMA started at zero has gathered after ``step`` steps.
+def scalar_dtype(dtype):
+    """Precision for per-step scalars (step count, bias corrections): at least float32.
+
+    In bfloat16, 0.999 rounds to 1.0 and step 257 to 256; Adam's ``1 - beta_2**t`` would be 0
+    and a bfloat16 model would never move.
+    """
+    return "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
+
+
+def bias_correction(decay, step):
+    """``1 - decay**step``: the weight an EMA started at zero has gathered after ``step`` steps,
+    in ``step``'s dtype.
 
     ``convert_to_tensor``, not ``cast``: casting a Python float goes through float32, which
     would round ``decay`` in a float64 run.
     """
-    return 1 - ops.power(ops.convert_to_tensor(decay, dtype), step)
+    return 1 - ops.power(ops.convert_to_tensor(decay, step.dtype), step)
 
 
 def local_step(optimizer, dtype):
-    """The 1-based index of the update being applied, as a float of ``dtype``."""
-    return ops.cast(optimizer.iterations + 1, dtype)
+    """The 1-based index of the update being applied, in ``scalar_dtype(dtype)``."""
+    return ops.cast(optimizer.iterations + 1, scalar_dtype(dtype))
 
 
 def rms_denominator(second_moment, epsilon, epsilon_inside_sqrt):

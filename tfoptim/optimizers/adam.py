@@ -73,11 +73,11 @@ class Adam(Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
-        learning_rate = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
         step = local_step(self, dtype)
-        correction_1 = bias_correction(self.beta_1, step, dtype)
-        correction_2 = bias_correction(self.beta_2, step, dtype)
+        learning_rate = ops.cast(learning_rate, step.dtype)
+        correction_1 = bias_correction(self.beta_1, step)
+        correction_2 = bias_correction(self.beta_2, step)
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         v = self._velocities[index]
@@ -88,9 +88,11 @@ class Adam(Optimizer):
             self.assign(v_hat, ops.maximum(v_hat, v))
             v = v_hat
         if self.bias_corrected_epsilon:
-            denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(correction_2)), self.epsilon)
+            root_2 = ops.cast(ops.sqrt(correction_2), dtype)
+            denominator = ops.add(ops.divide(ops.sqrt(v), root_2), self.epsilon)
             step_size = ops.divide(learning_rate, correction_1)
         else:
             denominator = ops.add(ops.sqrt(v), self.epsilon)
             step_size = ops.divide(ops.multiply(learning_rate, ops.sqrt(correction_2)), correction_1)
+        step_size = ops.cast(step_size, dtype)
         self.assign_sub(variable, ops.divide(ops.multiply(m, step_size), denominator))
