@@ -1,7 +1,19 @@
-"""tfoptim: optimizers, learning-rate schedules, training callbacks and optimizer tuning for Keras 3."""
+"""tfoptim: optimizers, learning-rate schedules, training callbacks and optimizer tuning for Keras 3.
 
-from tfoptim import compat, optimizers
+Subpackages load on first use (``tfoptim.optimizers``, ``tfoptim.compat``,
+``tfoptim.schedules``, ``tfoptim.callbacks``), so the ``tfoptim`` command can configure
+TensorFlow's logging before TensorFlow is imported.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["compat", "optimizers", "__version__"]
+_SUBPACKAGES = ("callbacks", "compat", "optimizers", "schedules")
+__all__ = [*_SUBPACKAGES, "__version__"]
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"tfoptim.{name}")
+    raise AttributeError(f"module 'tfoptim' has no attribute {name!r}")

@@ -7,12 +7,16 @@ not pay for a TensorFlow import.
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 COMMANDS = {
     "demo": ("tfoptim.demo", "fit the seed document's linear regression with every optimizer"),
+    "list": ("tfoptim.catalog", "list every optimizer with a one-line summary and its reference"),
     "lr-find": ("tfoptim.callbacks.cli", "learning-rate range test on a built-in example"),
     "schedule": ("tfoptim.schedules.cli", "plot a learning-rate schedule without writing code"),
+    "bench": ("tfoptim.benchmarks.cli", "benchmarks: apply-step speed against the Keras twins"),
 }
 
 
@@ -28,6 +32,9 @@ def build_parser():
 
 
 def main(argv=None):
+    # TensorFlow's start-up chatter (CUDA probing, retracing hints) is noise for a CLI user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     return args._run(args) or 0
 

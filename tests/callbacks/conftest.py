@@ -2,36 +2,12 @@
 and a small synthetic linear regression."""
 
 import contextlib
-import itertools
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfoptim.callbacks.cli import digits_data
-
-
-_key_ranges = itertools.count(1)
-
-
-@pytest.fixture
-def two_cpu_strategy():
-    """The suite's ``MirroredStrategy`` over /cpu:0 and /cpu:1, each with its own range of
-    collective keys.
-
-    Every ``MirroredStrategy`` numbers its all-reduces from the same starting key, and the
-    runtime remembers a key's tensor shape across strategies, so a second strategy in the same
-    process that all-reduces a different model fails with "Shape mismatch in the collective
-    instance 100" (plain Keras does it too). TensorFlow's own tests give each strategy a
-    different ``_collective_key_base``; so does this fixture, restoring the class default after.
-    """
-    default = tf.distribute.MirroredStrategy._collective_key_base
-    tf.distribute.MirroredStrategy._collective_key_base = 1_000_000 * next(_key_ranges)
-    try:
-        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    finally:
-        tf.distribute.MirroredStrategy._collective_key_base = default
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,6 @@ def digits_model(optimizer="adam"):
 
 
 def run(args):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from tfoptim.callbacks.lr_finder import find_learning_rate

@@ -19,6 +19,9 @@ class DynamicGradientDescent(GradientDescent):
     the optimizer's own ``iterations``). To decay a schedule of your own, give that schedule to
     :class:`GradientDescent` instead.
 
+    Reference: Robbins & Monro, "A Stochastic Approximation Method" (1951), on decaying step
+    sizes; exponential decay as in Keras's ``ExponentialDecay`` (TF1 ``exponential_decay``).
+
     Args:
         learning_rate: the initial step size, a float >= 0. Defaults to 0.1.
         decay_rate: factor applied after each step, in (0, 1]. Defaults to 0.99.

@@ -1,0 +1,192 @@
+"""Apply-step speed of tfoptim's optimizers against their Keras twins, measured side by side.
+
+For each workload (a list of variable shapes) and mode (graph without XLA, Keras's CPU default;
+and ``jit_compile=True``) both optimizers run ``optimizer.apply`` on the same gradients inside a
+``tf.function``; their runs alternate, and the reported figure is the median over rounds of
+the per-round time ratio tfoptim / Keras, so machine noise hits both alike. Timings are never
+test assertions.
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+WORKLOADS = {
+    "500x1000": [(1000,)] * 500,
+    "100x256x256": [(256, 256)] * 100,
+    "200x256x256": [(256, 256)] * 200,
+    "2x10M": [(10_000_000,)] * 2,
+}
+QUICK_WORKLOADS = {
+    "100x1000": [(1000,)] * 100,
+    "20x256x256": [(256, 256)] * 20,
+    "2x1M": [(1_000_000,)] * 2,
+}
+
+
+def twins():
+    """``name -> (tfoptim factory, Keras factory, state slots per parameter)``."""
+    import keras
+
+    import tfoptim.optimizers as to
+
+    K = keras.optimizers
+    decay = lambda: K.schedules.ExponentialDecay(0.01, decay_steps=1, decay_rate=0.99)  # noqa: E731
+    return {
+        "GradientDescent": (lambda: to.GradientDescent(0.01), lambda: K.SGD(0.01), 0),
+        "SGD(momentum)": (lambda: to.SGD(0.01, momentum=0.9), lambda: K.SGD(0.01, momentum=0.9), 1),
+        "DynamicGradientDescent": (lambda: to.DynamicGradientDescent(0.01), lambda: K.SGD(decay()), 0),
+        "Adagrad": (lambda: to.Adagrad(), lambda: K.Adagrad(), 1),
+        "RMSprop": (lambda: to.RMSprop(), lambda: K.RMSprop(), 1),
+        "Adam": (lambda: to.Adam(), lambda: K.Adam(), 2),
+        "AdamW": (lambda: to.AdamW(), lambda: K.AdamW(), 2),
+    }
+
+
+@dataclasses.dataclass
+class Result:
+    optimizer: str
+    workload: str
+    mode: str
+    keras_ms: float
+    tfoptim_ms: float
+    ratio: float
+    tfoptim_bandwidth_gbs: float
+    keras_bandwidth_gbs: float
+
+
+def bytes_per_parameter(slots, itemsize=4):
+    """Memory traffic a rule cannot avoid: read the gradient, read and write the parameter and
+    each slot (Adam: 7 x 4 = 28 bytes in float32). Keras-style decoupled weight decay adds a
+    separate read and write of the parameter, not counted."""
+    return (1 + 2 * (1 + slots)) * itemsize
+
+
+def streaming_bandwidth(n=20_000_000, repeats=5):
+    """NumPy triad ``a = b + 2 * c`` (read 2, write 1), best of ``repeats``, in GB/s."""
+    b = np.ones(n, "float32")
+    c = np.ones(n, "float32")
+    a = np.empty_like(b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.multiply(c, 2.0, out=a)
+        np.add(a, b, out=a)
+        best = min(best, time.perf_counter() - start)
+    # multiply reads c and writes a; add reads a and b and writes a: 5 passes of n floats.
+    return 5 * n * 4 / best / 1e9
+
+
+def _stepper(optimizer, shapes, jit_compile, inner):
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.random(s, dtype=np.float32)) for s in shapes]
+    grads = [tf.constant(rng.random(s, dtype=np.float32) * 1e-3) for s in shapes]
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=jit_compile)
+    def step():
+        for _ in tf.range(inner):
+            optimizer.apply(grads, variables)
+
+    step()  # trace and compile
+    return step
+
+
+def _time(step):
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def measure(name, workload, mode, rounds, progress=None):
+    make_ours, make_keras, slots = twins()[name]
+    shapes = WORKLOADS.get(workload) or QUICK_WORKLOADS[workload]
+    parameters = sum(int(np.prod(s)) for s in shapes)
+    inner = max(1, min(20, int(2e7 // parameters)))
+    jit = mode == "xla"
+    ours = _stepper(make_ours(), shapes, jit, inner)
+    theirs = _stepper(make_keras(), shapes, jit, inner)
+    ratios, ours_t, theirs_t = [], [], []
+    for i in range(rounds):
+        # Alternate who goes first, so drift in machine load favours neither.
+        if i % 2:
+            a, b = _time(ours), _time(theirs)
+        else:
+            b, a = _time(theirs), _time(ours)
+        ours_t.append(a / inner)
+        theirs_t.append(b / inner)
+        ratios.append(a / b)
+    t_ours, t_keras = float(np.median(ours_t)), float(np.median(theirs_t))
+    traffic = bytes_per_parameter(slots) * parameters
+    return Result(
+        optimizer=name,
+        workload=workload,
+        mode=mode,
+        keras_ms=t_keras * 1e3,
+        tfoptim_ms=t_ours * 1e3,
+        ratio=float(np.median(ratios)),
+        tfoptim_bandwidth_gbs=traffic / t_ours / 1e9,
+        keras_bandwidth_gbs=traffic / t_keras / 1e9,
+    )
+
+
+def run_speed(optimizers=None, workloads=None, modes=("graph", "xla"), rounds=7, quick=False, progress=True):
+    from tqdm import tqdm
+
+    optimizers = optimizers or list(twins())
+    workloads = workloads or list(QUICK_WORKLOADS if quick else WORKLOADS)
+    jobs = [(o, w, m) for w in workloads for m in modes for o in optimizers]
+    results = [measure(o, w, m, rounds) for o, w, m in tqdm(jobs, desc="bench speed", disable=not progress)]
+    return results, {"streaming_bandwidth_gbs": streaming_bandwidth()}
+
+
+def format_table(results, machine):
+    lines = [
+        f"NumPy streaming bandwidth (triad, one thread): {machine['streaming_bandwidth_gbs']:.1f} GB/s",
+        f"{'optimizer':<24}{'workload':<14}{'mode':<7}{'keras ms':>10}{'tfoptim ms':>12}"
+        f"{'ratio':>8}{'GB/s':>8}{'% stream':>10}",
+    ]
+    for r in results:
+        share = 100 * r.tfoptim_bandwidth_gbs / machine["streaming_bandwidth_gbs"]
+        lines.append(
+            f"{r.optimizer:<24}{r.workload:<14}{r.mode:<7}{r.keras_ms:>10.2f}{r.tfoptim_ms:>12.2f}"
+            f"{r.ratio:>8.2f}{r.tfoptim_bandwidth_gbs:>8.1f}{share:>9.0f}%"
+        )
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(r.workload, r.mode) for r in results})
+    names = list(dict.fromkeys(r.optimizer for r in results))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) + 3), 4), dpi=100)
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ratios = [next((r.ratio for r in results if (r.workload, r.mode) == g and r.optimizer == name), np.nan) for g in groups]
+        ax.bar(np.arange(len(groups)) + i * width, ratios, width, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"{w}\n{m}" for w, m in groups], fontsize=8)
+    ax.set_ylabel("time ratio tfoptim / Keras (lower is faster)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write(results, machine, output):
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine, "results": [dataclasses.asdict(r) for r in results]}
+    (output / "speed.json").write_text(json.dumps(payload, indent=2))
+    plot(results, output / "speed.png")

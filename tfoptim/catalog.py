@@ -1,0 +1,41 @@
+"""``tfoptim list``: every optimizer with a one-line summary and its reference.
+
+The text comes from each class's docstring (first line, and the paragraph after
+``Reference:``/``References:``), so the list cannot drift from the documentation.
+"""
+
+import inspect
+import re
+
+
+def optimizers():
+    """``name -> class`` for every public optimizer in ``tfoptim.optimizers``."""
+    import tfoptim.optimizers as to
+
+    return {
+        name: obj
+        for name in to.__all__
+        if inspect.isclass(obj := getattr(to, name)) and issubclass(obj, to.Optimizer) and obj is not to.Optimizer
+    }
+
+
+def describe(cls):
+    """``(summary, reference)`` read from the class docstring."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    summary = doc.splitlines()[0] if doc else ""
+    match = re.search(r"References?:\s*(.+?)(?:\n\s*\n|$)", doc, re.S)
+    reference = " ".join(match.group(1).split()) if match else ""
+    return summary, reference
+
+
+def add_arguments(parser):
+    parser.add_argument("--references", action="store_true", help="print the full references")
+
+
+def run(args):
+    rows = [(name, *describe(cls)) for name, cls in optimizers().items()]
+    width = max(len(name) for name, _, _ in rows)
+    for name, summary, reference in rows:
+        print(f"{name:<{width}}  {summary}")
+        if args.references:
+            print(f"{'':<{width}}  reference: {reference}")
