@@ -10,10 +10,12 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("callbacks", "compat", "optimizers", "schedules")
-__all__ = [*_SUBPACKAGES, "__version__"]
+__all__ = [*_SUBPACKAGES, "find_learning_rate", "__version__"]
 
 
 def __getattr__(name):
     if name in _SUBPACKAGES:
         return importlib.import_module(f"tfoptim.{name}")
+    if name == "find_learning_rate":
+        return importlib.import_module("tfoptim.callbacks").find_learning_rate
     raise AttributeError(f"module 'tfoptim' has no attribute {name!r}")

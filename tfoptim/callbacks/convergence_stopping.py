@@ -14,7 +14,7 @@ from tfoptim.callbacks._state import (
     print_message,
     resolve_mode,
 )
-from tfoptim.optimizers._validation import check_choice, check_non_negative, check_positive
+from tfoptim._validation import check_choice, check_non_negative, check_positive
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")

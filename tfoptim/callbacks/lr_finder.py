@@ -18,7 +18,7 @@ from tfoptim.callbacks._state import (
     print_message,
 )
 from tfoptim.callbacks.progress_bar import ProgressBar
-from tfoptim.optimizers._validation import check_choice, check_positive, check_range
+from tfoptim._validation import check_choice, check_positive, check_range
 
 METHODS = ("steepest", "minimum/10")
 

@@ -15,7 +15,7 @@ from tfoptim.callbacks._state import (
     print_message,
     scale_learning_rate,
 )
-from tfoptim.optimizers._validation import check_choice, check_range
+from tfoptim._validation import check_choice, check_range
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")

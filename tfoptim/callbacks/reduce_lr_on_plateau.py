@@ -13,7 +13,7 @@ from tfoptim.callbacks._state import (
     resolve_mode,
     scale_learning_rate,
 )
-from tfoptim.optimizers._validation import check_choice, check_non_negative, check_range
+from tfoptim._validation import check_choice, check_non_negative, check_range
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")

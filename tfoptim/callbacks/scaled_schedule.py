@@ -2,7 +2,7 @@
 
 import keras
 
-from tfoptim.optimizers._validation import check_non_negative
+from tfoptim._validation import check_non_negative
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")

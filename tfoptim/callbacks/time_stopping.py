@@ -6,7 +6,7 @@ import time
 import keras
 
 from tfoptim.callbacks._state import SerializableCallback, print_message
-from tfoptim.optimizers._validation import check_choice, check_non_negative
+from tfoptim._validation import check_choice, check_non_negative
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")

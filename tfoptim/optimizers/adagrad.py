@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from tfoptim.optimizers._moments import constant, rms_denominator
-from tfoptim.optimizers._validation import check_non_negative
+from tfoptim._validation import check_non_negative
 from tfoptim.optimizers.base import Optimizer
 
 

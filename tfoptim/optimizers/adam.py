@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from tfoptim.optimizers._moments import bias_correction, local_step, update_moment
-from tfoptim.optimizers._validation import check_positive, check_unit_interval
+from tfoptim._validation import check_positive, check_unit_interval
 from tfoptim.optimizers.base import Optimizer
 
 

@@ -22,7 +22,7 @@ import os
 import keras
 from keras import ops
 
-from tfoptim.optimizers._validation import check_learning_rate, check_non_negative, check_positive
+from tfoptim._validation import check_learning_rate, check_non_negative, check_positive
 
 #: Variables with at least this many elements are updated by the fast path. Below it, the fixed
 #: cost per variable of an XLA launch outweighs the saved kernel passes (see ``tfoptim bench``).

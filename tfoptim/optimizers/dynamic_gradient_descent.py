@@ -1,6 +1,6 @@
 import keras
 
-from tfoptim.optimizers._validation import check_range
+from tfoptim._validation import check_range
 from tfoptim.optimizers.gradient_descent import GradientDescent
 
 

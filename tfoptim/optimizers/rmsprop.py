@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from tfoptim.optimizers._moments import constant, rms_denominator, update_moment
-from tfoptim.optimizers._validation import (
+from tfoptim._validation import (
     check_choice,
     check_non_negative,
     check_positive,

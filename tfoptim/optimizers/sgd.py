@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from tfoptim.optimizers._validation import check_choice, check_range, check_unit_interval
+from tfoptim._validation import check_choice, check_range, check_unit_interval
 from tfoptim.optimizers.base import Optimizer
 
 

@@ -20,63 +20,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfoptim._validation import check_range
+
 FLOAT = "float32"
 
 
-# -- construction-time checks ------------------------------------------------------------------
-# Each raises ValueError naming the argument, the allowed range and the value received, so a
-# typo fails where it was made rather than as a NaN a thousand steps later.
-
-
-def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Returns ``float(value)`` after checking ``low <(=) value <(=) high`` (None: unbounded)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"`{name}` must be in {left}{lo}, {hi}{right}. Received: {name}={value!r}")
-    return float(value)
-
-
-def check_steps(name, value, minimum=0):
-    """Returns ``int(value)`` for an integer (or integral float) ``>= minimum``."""
-    integral = isinstance(value, numbers.Integral) or (
-        isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
-    )
-    if isinstance(value, bool) or not integral or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_increasing(name, values, minimum=0):
-    """Returns ``values`` as a list of ints, strictly increasing, each ``>= minimum``."""
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"`{name}` must be a list of integers. Received: {name}={values!r}")
-    steps = [check_steps(f"{name}[{i}]", v, minimum) for i, v in enumerate(values)]
-    for i in range(1, len(steps)):
-        if steps[i] <= steps[i - 1]:
-            raise ValueError(
-                f"`{name}` must be strictly increasing; {name}[{i}]={steps[i]} follows "
-                f"{name}[{i - 1}]={steps[i - 1]}. Received: {name}={values!r}"
-            )
-    return steps
-
-
-def check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return bool(value)
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}")
-    return value
+# -- construction-time checks (the shared ones live in tfoptim._validation) ---------------------
 
 
 def check_schedule(name, value):
@@ -84,7 +33,7 @@ def check_schedule(name, value):
     if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return check_number(name, value, 0.0)
+        return check_range(name, value, 0.0)
     raise ValueError(
         f"`{name}` must be a keras.optimizers.schedules.LearningRateSchedule or a float >= 0 "
         f"(plain callables cannot be saved with a model). Received: {name}={value!r}"

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 
@@ -45,22 +46,22 @@ class CyclicalLearningRate(_base.Schedule):
         mode="triangular",
         gamma=1.0,
     ):
-        self.base_learning_rate = _base.check_number("base_learning_rate", base_learning_rate, 0.0)
-        self.max_learning_rate = _base.check_number("max_learning_rate", max_learning_rate)
+        self.base_learning_rate = _validation.check_range("base_learning_rate", base_learning_rate, 0.0)
+        self.max_learning_rate = _validation.check_range("max_learning_rate", max_learning_rate)
         if self.max_learning_rate < self.base_learning_rate:
             raise ValueError(
                 "`max_learning_rate` must be >= `base_learning_rate`. "
                 f"Received: max_learning_rate={max_learning_rate!r}, "
                 f"base_learning_rate={base_learning_rate!r}"
             )
-        self.step_size_up = _base.check_steps("step_size_up", step_size_up, 1)
+        self.step_size_up = _validation.check_steps("step_size_up", step_size_up, 1)
         self.step_size_down = (
             None
             if step_size_down is None
-            else _base.check_steps("step_size_down", step_size_down, 1)
+            else _validation.check_steps("step_size_down", step_size_down, 1)
         )
-        self.mode = _base.check_choice("mode", mode, ("triangular", "triangular2", "exp_range"))
-        self.gamma = _base.check_number("gamma", gamma, 0.0, 1.0, low_open=True)
+        self.mode = _validation.check_choice("mode", mode, ("triangular", "triangular2", "exp_range"))
+        self.gamma = _validation.check_range("gamma", gamma, 0.0, 1.0, low_open=True)
 
     def __call__(self, step):
         step = _base.as_step(step)

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 
@@ -21,10 +22,10 @@ class InverseSqrtDecay(_base.Schedule):
     """
 
     def __init__(self, peak_learning_rate, warmup_steps):
-        self.peak_learning_rate = _base.check_number(
+        self.peak_learning_rate = _validation.check_range(
             "peak_learning_rate", peak_learning_rate, 0.0, low_open=True
         )
-        self.warmup_steps = _base.check_steps("warmup_steps", warmup_steps, 1)
+        self.warmup_steps = _validation.check_steps("warmup_steps", warmup_steps, 1)
 
     def __call__(self, step):
         step = _base.as_step(step)

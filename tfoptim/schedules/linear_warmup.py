@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 
@@ -26,8 +27,8 @@ class LinearWarmup(_base.Schedule):
 
     def __init__(self, schedule, warmup_steps, initial_learning_rate=0.0):
         self.schedule = _base.check_schedule("schedule", schedule)
-        self.warmup_steps = _base.check_steps("warmup_steps", warmup_steps, 0)
-        self.initial_learning_rate = _base.check_number(
+        self.warmup_steps = _validation.check_steps("warmup_steps", warmup_steps, 0)
+        self.initial_learning_rate = _validation.check_range(
             "initial_learning_rate", initial_learning_rate, 0.0
         )
 

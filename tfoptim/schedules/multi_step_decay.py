@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 
@@ -22,11 +23,11 @@ class MultiStepDecay(_base.Schedule):
     """
 
     def __init__(self, initial_learning_rate, milestones, gamma=0.1):
-        self.initial_learning_rate = _base.check_number(
+        self.initial_learning_rate = _validation.check_range(
             "initial_learning_rate", initial_learning_rate, 0.0
         )
-        self.milestones = _base.check_increasing("milestones", milestones, 0)
-        self.gamma = _base.check_number("gamma", gamma, 0.0, low_open=True)
+        self.milestones = _validation.check_increasing("milestones", milestones, 0)
+        self.gamma = _validation.check_range("gamma", gamma, 0.0, low_open=True)
 
     def __call__(self, step):
         step = _base.as_step(step)

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 
@@ -53,13 +54,13 @@ class OneCycle(_base.Schedule):
         anneal_strategy="cos",
         three_phase=False,
     ):
-        self.max_learning_rate = _base.check_number(
+        self.max_learning_rate = _validation.check_range(
             "max_learning_rate", max_learning_rate, 0.0, low_open=True
         )
-        self.total_steps = _base.check_steps("total_steps", total_steps, 2)
-        self.three_phase = _base.check_bool("three_phase", three_phase)
+        self.total_steps = _validation.check_steps("total_steps", total_steps, 2)
+        self.three_phase = _validation.check_bool("three_phase", three_phase)
         high = 0.5 if self.three_phase else 1.0
-        self.pct_start = _base.check_number(
+        self.pct_start = _validation.check_range(
             "pct_start", pct_start, 0.0, high, low_open=True, high_open=not self.three_phase
         )
         if self.pct_start * self.total_steps <= 1:
@@ -68,11 +69,11 @@ class OneCycle(_base.Schedule):
                 "pct_start * total_steps - 1, as in PyTorch's OneCycleLR. "
                 f"Received: pct_start={pct_start!r}, total_steps={total_steps!r}"
             )
-        self.div_factor = _base.check_number("div_factor", div_factor, 0.0, low_open=True)
-        self.final_div_factor = _base.check_number(
+        self.div_factor = _validation.check_range("div_factor", div_factor, 0.0, low_open=True)
+        self.final_div_factor = _validation.check_range(
             "final_div_factor", final_div_factor, 0.0, low_open=True
         )
-        self.anneal_strategy = _base.check_choice(
+        self.anneal_strategy = _validation.check_choice(
             "anneal_strategy", anneal_strategy, ("cos", "linear")
         )
 

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 
@@ -29,7 +30,7 @@ class SequentialSchedule(_base.Schedule):
         self.schedules = [
             _base.check_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)
         ]
-        self.boundaries = _base.check_increasing("boundaries", boundaries, 1)
+        self.boundaries = _validation.check_increasing("boundaries", boundaries, 1)
         if len(self.schedules) != len(self.boundaries) + 1:
             raise ValueError(
                 "`schedules` must have one more entry than `boundaries` (schedule k runs from "

@@ -1,5 +1,6 @@
 import keras
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 
@@ -20,11 +21,11 @@ class StepDecay(_base.Schedule):
     """
 
     def __init__(self, initial_learning_rate, step_size, gamma=0.1):
-        self.initial_learning_rate = _base.check_number(
+        self.initial_learning_rate = _validation.check_range(
             "initial_learning_rate", initial_learning_rate, 0.0
         )
-        self.step_size = _base.check_steps("step_size", step_size, 1)
-        self.gamma = _base.check_number("gamma", gamma, 0.0, low_open=True)
+        self.step_size = _validation.check_steps("step_size", step_size, 1)
+        self.gamma = _validation.check_range("gamma", gamma, 0.0, low_open=True)
 
     def __call__(self, step):
         decays = _base.to_float(_base.as_step(step) // self.step_size)

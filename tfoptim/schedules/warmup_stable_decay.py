@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tfoptim import _validation
 from tfoptim.schedules import _base
 
 _KINDS = {"linear": "linear", "cosine": "cos", "1-sqrt": "1-sqrt"}
@@ -48,16 +49,16 @@ class WarmupStableDecay(_base.Schedule):
         min_learning_rate=0.0,
         decay_type="linear",
     ):
-        self.peak_learning_rate = _base.check_number(
+        self.peak_learning_rate = _validation.check_range(
             "peak_learning_rate", peak_learning_rate, 0.0, low_open=True
         )
-        self.warmup_steps = _base.check_steps("warmup_steps", warmup_steps, 0)
-        self.stable_steps = _base.check_steps("stable_steps", stable_steps, 0)
-        self.decay_steps = _base.check_steps("decay_steps", decay_steps, 1)
-        self.min_learning_rate = _base.check_number(
+        self.warmup_steps = _validation.check_steps("warmup_steps", warmup_steps, 0)
+        self.stable_steps = _validation.check_steps("stable_steps", stable_steps, 0)
+        self.decay_steps = _validation.check_steps("decay_steps", decay_steps, 1)
+        self.min_learning_rate = _validation.check_range(
             "min_learning_rate", min_learning_rate, 0.0, self.peak_learning_rate
         )
-        self.decay_type = _base.check_choice("decay_type", decay_type, tuple(_KINDS))
+        self.decay_type = _validation.check_choice("decay_type", decay_type, tuple(_KINDS))
 
     def __call__(self, step):
         step = _base.as_step(step)
