@@ -73,3 +73,17 @@ def test_rmsprop_port_starts_the_mean_square_at_one():
         zero_start = run(RMSprop(0.01, rho=0.9, epsilon=1e-10), (1,))[1]
     params, _, _ = initial_problem()
     assert np.abs(ported[0] - params[0]).max() < 0.6 * np.abs(zero_start[0] - params[0]).max()
+
+
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: tf1.MomentumOptimizer(0.1, momentum=1.5), "momentum"),
+        (lambda: tf1.RMSPropOptimizer(0.1, decay=1.0), "decay"),
+        (lambda: tf1.AdamOptimizer(beta1=-0.1), "beta1"),
+        (lambda: tf1.AdamOptimizer(epsilon=0.0), "epsilon"),
+    ],
+)
+def test_invalid_arguments_name_the_tf1_argument(call, argument):
+    with pytest.raises(ValueError, match=argument):
+        call()

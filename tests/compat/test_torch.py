@@ -71,16 +71,19 @@ def test_defaults_are_pytorch_defaults(name):
         assert config[key] == (value if isinstance(value, str) else pytest.approx(value)), key
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda: torch_compat.SGD(maximize=True),
-        lambda: torch_compat.Adam(betas=0.9),
-        lambda: torch_compat.Adagrad(lr_decay=-1.0),
-        lambda: torch_compat.SGD(momentum=0.9, dampening=0.1, nesterov=True),
-        lambda: torch_compat.RMSprop(alpha=1.0),
-    ],
-)
-def test_invalid_arguments(call):
-    with pytest.raises(ValueError):
+INVALID = [
+    (lambda: torch_compat.SGD(maximize=True), "maximize"),
+    (lambda: torch_compat.SGD(lr=-1.0), "lr"),
+    (lambda: torch_compat.Adam(betas=0.9), "betas"),
+    (lambda: torch_compat.Adam(betas=(0.9, 1.0)), "betas\\[1\\]"),
+    (lambda: torch_compat.AdamW(eps=0.0), "eps"),
+    (lambda: torch_compat.Adagrad(lr_decay=-1.0), "lr_decay"),
+    (lambda: torch_compat.SGD(momentum=0.9, dampening=0.1, nesterov=True), "Nesterov"),
+    (lambda: torch_compat.RMSprop(alpha=1.0), "alpha"),
+]
+
+
+@pytest.mark.parametrize("call, argument", INVALID, ids=[a for _, a in INVALID])
+def test_invalid_arguments_name_the_pytorch_argument(call, argument):
+    with pytest.raises(ValueError, match=argument):
         call()

@@ -1,6 +1,7 @@
 """What the callbacks share: reaching the learning rate through optimizer wrappers, taking and
 restoring in-memory snapshots of everything a training step changes, and the small things
-(argument checks, messages, a monitored quantity's direction) they would otherwise repeat.
+(messages, a monitored quantity's value and direction) they would otherwise repeat. Argument
+checks are the package's own, in ``tfoptim._validation``.
 
 Wrappers are recognised by shape, not by class, so Keras's ``LossScaleOptimizer`` (which
 exposes ``inner_optimizer``) and ``MultiOptimizer`` (which exposes ``optimizers``), and any
@@ -8,8 +9,8 @@ wrapper written the same way, are all looked through.
 """
 
 import logging
-import math
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -190,15 +191,18 @@ def _flat_metrics(model):
     return metrics
 
 
-def check_integer(name, value, low):
-    """Checks that ``value`` is an integer >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    return int(value)
+def monitored_value(callback, logs):
+    """``logs[callback.monitor]`` as a float, or None, with a warning, when it is not there.
 
-
-def is_finite_number(value):
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+    Not an error, as in Keras's ``EarlyStopping``: validation metrics are absent on the epochs
+    that ``validation_freq`` skips.
+    """
+    value = (logs or {}).get(callback.monitor)
+    if value is None:
+        warnings.warn(
+            f"{type(callback).__name__} monitors `{callback.monitor}`, which is not in the "
+            f"logs. Available: {', '.join(sorted(logs or {}))}.",
+            stacklevel=3,
+        )
+        return None
+    return float(value)

@@ -1,7 +1,5 @@
 """Stopping when training has converged."""
 
-import warnings
-
 import keras
 import numpy as np
 
@@ -9,12 +7,17 @@ from tfoptim.callbacks import _gradient_probe
 from tfoptim.callbacks._state import (
     SerializableCallback,
     build_optimizer,
-    check_integer,
-    is_finite_number,
+    monitored_value,
     print_message,
     resolve_mode,
 )
-from tfoptim._validation import check_choice, check_non_negative, check_positive
+from tfoptim._validation import (
+    check_choice,
+    check_non_negative,
+    check_positive,
+    check_range,
+    check_steps,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -78,18 +81,14 @@ class ConvergenceStopping(SerializableCallback):
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"`monitor` must be a metric name. Received: monitor={monitor!r}")
         self.monitor = monitor
-        if threshold is not None and not is_finite_number(threshold):
-            raise ValueError(
-                f"`threshold` must be a finite number or None. Received: threshold={threshold!r}"
-            )
-        self.threshold = None if threshold is None else float(threshold)
+        self.threshold = None if threshold is None else check_range("threshold", threshold)
         self.mode = check_choice("mode", mode, ("auto", "min", "max"))
-        self.min_delta = float(check_non_negative("min_delta", min_delta))
-        self.patience = None if patience is None else check_integer("patience", patience, 0)
+        self.min_delta = check_non_negative("min_delta", min_delta)
+        self.patience = None if patience is None else check_steps("patience", patience)
         self.grad_norm_tolerance = (
             None
             if grad_norm_tolerance is None
-            else float(check_positive("grad_norm_tolerance", grad_norm_tolerance))
+            else check_positive("grad_norm_tolerance", grad_norm_tolerance)
         )
         self.verbose = check_choice("verbose", verbose, (0, 1))
         self._probe = None
@@ -145,18 +144,8 @@ class ConvergenceStopping(SerializableCallback):
     def on_epoch_end(self, epoch, logs=None):
         if self.stop_reason is not None:
             return
-        value = (logs or {}).get(self.monitor)
-        if value is None:
-            # As Keras's EarlyStopping: validation metrics are absent on epochs skipped by
-            # `validation_freq`.
-            warnings.warn(
-                f"ConvergenceStopping monitors `{self.monitor}`, which is not in the logs. "
-                f"Available: {', '.join(sorted(logs or {}))}.",
-                stacklevel=2,
-            )
-            return
-        value = float(value)
-        if not np.isfinite(value):
+        value = monitored_value(self, logs)
+        if value is None or not np.isfinite(value):
             return
         if self._direction is None:
             self._direction = resolve_mode(self.monitor, self.mode, self.model)

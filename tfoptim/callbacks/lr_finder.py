@@ -12,13 +12,12 @@ from tfoptim.callbacks._state import (
     SerializableCallback,
     TrainingSnapshot,
     build_optimizer,
-    check_integer,
     has_variable_learning_rate,
     leaf_optimizers,
     print_message,
 )
 from tfoptim.callbacks.progress_bar import ProgressBar
-from tfoptim._validation import check_choice, check_positive, check_range
+from tfoptim._validation import check_choice, check_positive, check_range, check_steps
 
 METHODS = ("steepest", "minimum/10")
 
@@ -232,15 +231,14 @@ class LearningRateFinder(SerializableCallback):
         verbose=0,
     ):
         super().__init__()
-        self.min_learning_rate = float(check_positive("min_learning_rate", min_learning_rate))
-        self.max_learning_rate = float(
-            check_range("max_learning_rate", max_learning_rate, self.min_learning_rate,
-                        low_open=True)
+        self.min_learning_rate = check_positive("min_learning_rate", min_learning_rate)
+        self.max_learning_rate = check_range(
+            "max_learning_rate", max_learning_rate, self.min_learning_rate, low_open=True
         )
-        self.num_steps = check_integer("num_steps", num_steps, 3)
-        self.smoothing = float(check_range("smoothing", smoothing, 0.0, 1.0, high_open=True))
-        self.divergence_factor = float(
-            check_range("divergence_factor", divergence_factor, 1.0, low_open=True)
+        self.num_steps = check_steps("num_steps", num_steps, 3)
+        self.smoothing = check_range("smoothing", smoothing, 0.0, 1.0, high_open=True)
+        self.divergence_factor = check_range(
+            "divergence_factor", divergence_factor, 1.0, low_open=True
         )
         self.method = check_choice("method", method, METHODS)
         self.verbose = check_choice("verbose", verbose, (0, 1))

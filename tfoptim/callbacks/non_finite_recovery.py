@@ -10,12 +10,11 @@ from tfoptim.callbacks._state import (
     SerializableCallback,
     TrainingSnapshot,
     build_optimizer,
-    check_integer,
     leaf_optimizers,
     print_message,
     scale_learning_rate,
 )
-from tfoptim._validation import check_choice, check_range
+from tfoptim._validation import check_choice, check_range, check_steps
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -73,9 +72,9 @@ class NonFiniteRecovery(SerializableCallback):
 
     def __init__(self, max_retries=3, factor=0.5, snapshot_every=1, verbose=1):
         super().__init__()
-        self.max_retries = check_integer("max_retries", max_retries, 0)
-        self.factor = float(check_range("factor", factor, 0.0, 1.0, low_open=True))
-        self.snapshot_every = check_integer("snapshot_every", snapshot_every, 1)
+        self.max_retries = check_steps("max_retries", max_retries)
+        self.factor = check_range("factor", factor, 0.0, 1.0, low_open=True)
+        self.snapshot_every = check_steps("snapshot_every", snapshot_every, 1)
         self.verbose = check_choice("verbose", verbose, (0, 1))
         self._probe = None
         self.recoveries = []

@@ -9,12 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfoptim.callbacks import _gradient_probe
-from tfoptim.callbacks._state import (
-    SerializableCallback,
-    build_optimizer,
-    check_integer,
-    learning_rate_logs,
-)
+from tfoptim.callbacks._state import SerializableCallback, build_optimizer, learning_rate_logs
+from tfoptim._validation import check_bool, check_steps
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -69,11 +65,9 @@ class OptimizerMonitor(SerializableCallback):
 
     def __init__(self, log_every=1, histograms=False, per_layer=False, log_dir=None):
         super().__init__()
-        self.log_every = check_integer("log_every", log_every, 1)
-        if not isinstance(histograms, bool):
-            raise ValueError(f"`histograms` must be True or False. Received: {histograms!r}")
-        if not isinstance(per_layer, bool):
-            raise ValueError(f"`per_layer` must be True or False. Received: {per_layer!r}")
+        self.log_every = check_steps("log_every", log_every, 1)
+        histograms = check_bool("histograms", histograms)
+        per_layer = check_bool("per_layer", per_layer)
         if histograms and not log_dir:
             raise ValueError(
                 "`log_dir` must be a directory when `histograms=True`. Received: log_dir=None"

@@ -1,9 +1,12 @@
 """A tqdm progress bar over a whole training run."""
 
+import sys
+
 import keras
 from tqdm.auto import tqdm
 
-from tfoptim.callbacks._state import SerializableCallback, check_integer
+from tfoptim.callbacks._state import SerializableCallback
+from tfoptim._validation import check_bool, check_choice, check_steps
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -22,7 +25,10 @@ class ProgressBar(SerializableCallback):
             knows them (unknown for a dataset of unknown size: the bar then just counts).
         description: text in front of the bar.
         metrics: names of the logs to show; by default all scalar logs.
-        file: stream to write to (tqdm's default: ``sys.stderr``).
+        file: ``"stderr"`` (tqdm's default) or ``"stdout"``: the stream the bar is drawn on.
+            A name rather than a stream, so that the callback's config holds all its
+            arguments and survives serialization; the stream is looked up when training
+            starts, so ``contextlib.redirect_stdout`` and the like are followed.
         leave: keep the finished bar on screen.
 
     Example:
@@ -39,10 +45,12 @@ class ProgressBar(SerializableCallback):
     ```
     """
 
-    def __init__(self, total_steps=None, description="train", metrics=None, file=None, leave=True):
+    def __init__(
+        self, total_steps=None, description="train", metrics=None, file="stderr", leave=True
+    ):
         super().__init__()
         self.total_steps = (
-            None if total_steps is None else check_integer("total_steps", total_steps, 1)
+            None if total_steps is None else check_steps("total_steps", total_steps, 1)
         )
         if not isinstance(description, str):
             raise ValueError(
@@ -56,8 +64,8 @@ class ProgressBar(SerializableCallback):
                 f"`metrics` must be a list of log names or None. Received: metrics={metrics!r}"
             )
         self.metrics = None if metrics is None else list(metrics)
-        self.file = file
-        self.leave = bool(leave)
+        self.file = check_choice("file", file, ("stderr", "stdout"))
+        self.leave = check_bool("leave", leave)
         self._bar = None
 
     def get_config(self):
@@ -65,6 +73,7 @@ class ProgressBar(SerializableCallback):
             "total_steps": self.total_steps,
             "description": self.description,
             "metrics": self.metrics,
+            "file": self.file,
             "leave": self.leave,
         }
 
@@ -77,7 +86,7 @@ class ProgressBar(SerializableCallback):
             total=total,
             desc=self.description,
             unit="step",
-            file=self.file,
+            file=getattr(sys, self.file),
             leave=self.leave,
             dynamic_ncols=True,
         )

@@ -1,19 +1,17 @@
 """Plateau-driven learning-rate reduction that also works when the rate is a schedule."""
 
-import warnings
-
 import keras
 import numpy as np
 
 from tfoptim.callbacks._state import (
     SerializableCallback,
-    check_integer,
     learning_rate_logs,
+    monitored_value,
     print_message,
     resolve_mode,
     scale_learning_rate,
 )
-from tfoptim._validation import check_choice, check_non_negative, check_range
+from tfoptim._validation import check_choice, check_non_negative, check_range, check_steps
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -76,13 +74,13 @@ class ScheduleAwareReduceLROnPlateau(SerializableCallback):
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"`monitor` must be a metric name. Received: monitor={monitor!r}")
         self.monitor = monitor
-        self.factor = float(check_range("factor", factor, 0.0, 1.0, low_open=True, high_open=True))
-        self.patience = check_integer("patience", patience, 0)
+        self.factor = check_range("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+        self.patience = check_steps("patience", patience)
         self.verbose = check_choice("verbose", verbose, (0, 1))
         self.mode = check_choice("mode", mode, ("auto", "min", "max"))
-        self.min_delta = float(check_non_negative("min_delta", min_delta))
-        self.cooldown = check_integer("cooldown", cooldown, 0)
-        self.min_lr = float(check_non_negative("min_lr", min_lr))
+        self.min_delta = check_non_negative("min_delta", min_delta)
+        self.cooldown = check_steps("cooldown", cooldown)
+        self.min_lr = check_non_negative("min_lr", min_lr)
         self._reset()
 
     def get_config(self):
@@ -109,17 +107,9 @@ class ScheduleAwareReduceLROnPlateau(SerializableCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        current = logs.get(self.monitor)
+        current = monitored_value(self, logs)
         if current is None:
-            # Keras's behaviour: validation metrics are absent on epochs skipped by
-            # `validation_freq`, so a missing value is a warning, not an error.
-            warnings.warn(
-                f"ScheduleAwareReduceLROnPlateau monitors `{self.monitor}`, which is not in the "
-                f"logs. Available: {', '.join(sorted(logs))}.",
-                stacklevel=2,
-            )
             return
-        current = float(current)
         if self._direction is None:
             self._direction = resolve_mode(self.monitor, self.mode, self.model)
         if self.cooldown_counter > 0:

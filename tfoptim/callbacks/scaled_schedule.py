@@ -3,6 +3,7 @@
 import keras
 
 from tfoptim._validation import check_non_negative
+from tfoptim.schedules._base import deserialize_schedule, serialize_schedule
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -43,10 +44,10 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
             isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
             or callable(schedule)
         ):
-            schedule = float(check_non_negative("schedule", schedule))
+            schedule = check_non_negative("schedule", schedule)
         self.schedule = schedule
         self._factor = keras.Variable(
-            float(check_non_negative("factor", factor)),
+            check_non_negative("factor", factor),
             dtype="float32",
             trainable=False,
             name="learning_rate_factor",
@@ -58,7 +59,7 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     @factor.setter
     def factor(self, value):
-        self._factor.assign(float(check_non_negative("factor", value)))
+        self._factor.assign(check_non_negative("factor", value))
 
     @property
     def factor_variable(self):
@@ -75,15 +76,8 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return keras.ops.multiply(base, keras.ops.convert_to_tensor(self._factor))
 
     def get_config(self):
-        if isinstance(self.schedule, float):
-            schedule = self.schedule
-        else:
-            schedule = keras.saving.serialize_keras_object(self.schedule)
-        return {"schedule": schedule, "factor": self.factor}
+        return {"schedule": serialize_schedule(self.schedule), "factor": self.factor}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config["schedule"], dict):
-            config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
-        return cls(**config)
+        return cls(**{**config, "schedule": deserialize_schedule(config["schedule"])})

@@ -40,7 +40,7 @@ class TimeStopping(SerializableCallback):
 
     def __init__(self, seconds=86400, verbose=0):
         super().__init__()
-        self.seconds = float(check_non_negative("seconds", seconds))
+        self.seconds = check_non_negative("seconds", seconds)
         self.verbose = check_choice("verbose", verbose, (0, 1))
         self.stopped_epoch = None
 

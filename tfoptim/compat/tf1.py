@@ -25,6 +25,12 @@ AdamOptimizer              epsilon defaults to 1e-8 (Keras: 1e-7); same rule oth
 import numpy as np
 
 from tfoptim import optimizers
+from tfoptim._validation import check_positive, check_unit_interval
+
+
+# _tf1 already rounds what TF1 rounds; everything else (Adagrad's initial accumulator) TF1 keeps
+# exact.
+EXACT = {"exact_hyperparameters": True}
 
 
 def _tf1(value):
@@ -36,7 +42,7 @@ def _tf1(value):
 
 def GradientDescentOptimizer(learning_rate, use_locking=False, name="GradientDescent"):
     """``tf.compat.v1.train.GradientDescentOptimizer``: ``theta <- theta - lr * g``."""
-    return optimizers.GradientDescent(learning_rate=_tf1(learning_rate), name=name)
+    return optimizers.GradientDescent(learning_rate=_tf1(learning_rate), name=name, **EXACT)
 
 
 def MomentumOptimizer(learning_rate, momentum, use_locking=False, name="Momentum", use_nesterov=False):
@@ -44,12 +50,14 @@ def MomentumOptimizer(learning_rate, momentum, use_locking=False, name="Momentum
 
     With ``use_nesterov``: ``theta <- theta - lr * (g + momentum * a)``.
     """
+    check_unit_interval("momentum", momentum)
     return optimizers.SGD(
         learning_rate=_tf1(learning_rate),
         momentum=_tf1(momentum),
         nesterov=use_nesterov,
         momentum_buffer="gradient",
         name=name,
+        **EXACT,
     )
 
 
@@ -60,6 +68,7 @@ def AdagradOptimizer(learning_rate, initial_accumulator_value=0.1, use_locking=F
         initial_accumulator_value=initial_accumulator_value,
         epsilon=0.0,
         name=name,
+        **EXACT,
     )
 
 
@@ -78,6 +87,9 @@ def RMSPropOptimizer(
     ``mom <- momentum * mom + lr * g / sqrt(ms + epsilon)``, ``theta <- theta - mom``;
     centered subtracts the squared mean gradient from ``ms`` inside the root.
     """
+    check_unit_interval("decay", decay)
+    check_unit_interval("momentum", momentum)
+    check_positive("epsilon", epsilon)
     return optimizers.RMSprop(
         learning_rate=_tf1(learning_rate),
         rho=_tf1(decay),
@@ -86,6 +98,7 @@ def RMSPropOptimizer(
         centered=centered,
         initial_accumulator_value=1.0,
         name=name,
+        **EXACT,
     )
 
 
@@ -93,10 +106,14 @@ def AdamOptimizer(
     learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False, name="Adam"
 ):
     """``tf.compat.v1.train.AdamOptimizer``: Keras's Adam rule with TF1's epsilon default."""
+    check_unit_interval("beta1", beta1)
+    check_unit_interval("beta2", beta2)
+    check_positive("epsilon", epsilon)
     return optimizers.Adam(
         learning_rate=_tf1(learning_rate),
         beta_1=_tf1(beta1),
         beta_2=_tf1(beta2),
         epsilon=_tf1(epsilon),
         name=name,
+        **EXACT,
     )

@@ -25,6 +25,10 @@ AdamW         as Adam, with decoupled decay defaulting to 0.01 (Keras AdamW: 0.0
 import keras
 
 from tfoptim import optimizers
+from tfoptim._validation import check_learning_rate, check_non_negative, check_positive, check_unit_interval
+
+# PyTorch keeps every hyperparameter at the parameters' precision.
+EXACT = {"exact_hyperparameters": True}
 
 
 def _no_maximize(maximize):
@@ -35,20 +39,31 @@ def _no_maximize(maximize):
 def _betas(betas):
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"`betas` must be a pair (beta1, beta2). Received: betas={betas!r}")
-    return float(betas[0]), float(betas[1])
+    return check_unit_interval("betas[0]", betas[0]), check_unit_interval("betas[1]", betas[1])
+
+
+def _lr(lr):
+    # Named as in PyTorch, so an error points at the argument the user wrote.
+    try:
+        return check_learning_rate(lr)
+    except ValueError as error:
+        raise ValueError(str(error).replace("learning_rate", "lr")) from None
 
 
 def SGD(lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *, maximize=False):
     """``torch.optim.SGD``: ``b <- momentum * b + (1 - dampening) * (g + wd * theta)``,
     ``theta <- theta - lr * b`` (Nesterov: ``theta <- theta - lr * (g + momentum * b)``)."""
     _no_maximize(maximize)
+    check_unit_interval("momentum", momentum)
+    check_non_negative("weight_decay", weight_decay)
     return optimizers.SGD(
-        learning_rate=lr,
+        learning_rate=_lr(lr),
         momentum=momentum,
         nesterov=nesterov,
         dampening=dampening,
         momentum_buffer="gradient",
         coupled_weight_decay=weight_decay,
+        **EXACT,
     )
 
 
@@ -56,9 +71,11 @@ def Adagrad(lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
     """``torch.optim.Adagrad``: ``a <- a + g**2``,
     ``theta <- theta - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(a) + eps)``."""
     _no_maximize(maximize)
-    if lr_decay < 0:
-        raise ValueError(f"`lr_decay` must be >= 0. Received: lr_decay={lr_decay}")
-    learning_rate = lr
+    check_non_negative("lr_decay", lr_decay)
+    check_non_negative("weight_decay", weight_decay)
+    check_non_negative("initial_accumulator_value", initial_accumulator_value)
+    check_non_negative("eps", eps)
+    learning_rate = _lr(lr)
     if lr_decay:
         learning_rate = keras.optimizers.schedules.InverseTimeDecay(
             float(lr), decay_steps=1, decay_rate=float(lr_decay)
@@ -69,6 +86,7 @@ def Adagrad(lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
         epsilon=eps,
         epsilon_inside_sqrt=False,
         coupled_weight_decay=weight_decay,
+        **EXACT,
     )
 
 
@@ -77,8 +95,12 @@ def RMSprop(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
     (centered: ``sqrt(v - mean(g)**2) + eps``), ``b <- momentum * b + g / d``,
     ``theta <- theta - lr * b``."""
     _no_maximize(maximize)
+    check_unit_interval("alpha", alpha)
+    check_positive("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
+    check_unit_interval("momentum", momentum)
     return optimizers.RMSprop(
-        learning_rate=lr,
+        learning_rate=_lr(lr),
         rho=alpha,
         momentum=momentum,
         epsilon=eps,
@@ -86,6 +108,7 @@ def RMSprop(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
         epsilon_inside_sqrt=False,
         momentum_buffer="gradient",
         coupled_weight_decay=weight_decay,
+        **EXACT,
     )
 
 
@@ -102,15 +125,18 @@ def Adam(
     """``torch.optim.Adam``: Adam with epsilon added to the bias-corrected ``sqrt(v)``."""
     _no_maximize(maximize)
     beta_1, beta_2 = _betas(betas)
+    check_positive("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
     decay = {"weight_decay": weight_decay} if decoupled_weight_decay else {"coupled_weight_decay": weight_decay}
     return optimizers.Adam(
-        learning_rate=lr,
+        learning_rate=_lr(lr),
         beta_1=beta_1,
         beta_2=beta_2,
         epsilon=eps,
         amsgrad=amsgrad,
         bias_corrected_epsilon=True,
         **decay,
+        **EXACT,
     )
 
 
@@ -118,12 +144,15 @@ def AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=Fal
     """``torch.optim.AdamW``: decoupled decay ``theta <- theta * (1 - lr * weight_decay)``, then Adam."""
     _no_maximize(maximize)
     beta_1, beta_2 = _betas(betas)
+    check_positive("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
     return optimizers.AdamW(
-        learning_rate=lr,
+        learning_rate=_lr(lr),
         weight_decay=weight_decay,
         beta_1=beta_1,
         beta_2=beta_2,
         epsilon=eps,
         amsgrad=amsgrad,
         bias_corrected_epsilon=True,
+        **EXACT,
     )

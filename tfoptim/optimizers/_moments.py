@@ -24,11 +24,7 @@ def scalar_dtype(dtype):
 
 def bias_correction(decay, step):
     """``1 - decay**step``: the weight an EMA started at zero has gathered after ``step`` steps,
-    in ``step``'s dtype.
-
-    ``convert_to_tensor``, not ``cast``: casting a Python float goes through float32, which
-    would round ``decay`` in a float64 run.
-    """
+    in ``step``'s dtype (``decay`` as given: see ``Optimizer.hyperparameter``)."""
     return 1 - ops.power(ops.convert_to_tensor(decay, step.dtype), step)
 
 
@@ -45,11 +41,8 @@ def rms_denominator(second_moment, epsilon, epsilon_inside_sqrt):
 
 
 def constant(value):
-    """Slot initializer filling ``value`` exactly in the slot's dtype.
-
-    ``keras.initializers.Constant`` goes through a float32 tensor, so a float64 slot would start
-    at 0.10000000149011612 instead of 0.1.
-    """
+    """Slot initializer filling ``value`` as given in the slot's dtype (``Optimizer.hyperparameter``
+    decides whether it was rounded through float32, as ``keras.initializers.Constant`` does)."""
 
     def initializer(shape, dtype=None):
         return ops.full(shape, value, dtype=dtype)

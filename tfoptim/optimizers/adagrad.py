@@ -59,7 +59,7 @@ class Adagrad(Optimizer):
         self._accumulators = self.add_optimizer_variables(
             variables,
             "accumulator",
-            initializer=constant(self.initial_accumulator_value),
+            initializer=constant(self.hyperparameter(self.initial_accumulator_value)),
         )
 
     def update_step(self, gradient, variable, learning_rate):

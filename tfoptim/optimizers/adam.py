@@ -76,8 +76,8 @@ class Adam(Optimizer):
         gradient = ops.cast(gradient, dtype)
         step = local_step(self, dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
-        correction_1 = bias_correction(self.beta_1, step)
-        correction_2 = bias_correction(self.beta_2, step)
+        correction_1 = bias_correction(self.hyperparameter(self.beta_1), step)
+        correction_2 = bias_correction(self.hyperparameter(self.beta_2), step)
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         v = self._velocities[index]

@@ -41,10 +41,30 @@ class DynamicGradientDescent(GradientDescent):
             float(learning_rate), decay_steps=1, decay_rate=float(decay_rate)
         )
         super().__init__(learning_rate=schedule, name=name, **kwargs)
+        self._decay = schedule
         self.initial_learning_rate = float(learning_rate)
         self.decay_rate = float(decay_rate)
 
     def get_config(self):
         config = super().get_config()
-        config["learning_rate"] = self.initial_learning_rate
+        config["learning_rate"] = self._current_initial_rate()
         return config
+
+    def _current_initial_rate(self):
+        """The float that rebuilds today's schedule.
+
+        Callbacks that lower a scheduled rate (``ScheduleAwareReduceLROnPlateau``,
+        ``NonFiniteRecovery``) wrap it as ``factor * schedule``; a constant times this decay is
+        the same decay from a scaled start, so the saved config stays a float and the lowered
+        rate survives ``.keras`` save/load.
+        """
+        schedule, factor = self._learning_rate, 1.0
+        while schedule is not self._decay:
+            inner, scale = getattr(schedule, "schedule", None), getattr(schedule, "factor", None)
+            if inner is None or scale is None:
+                raise ValueError(
+                    "DynamicGradientDescent can only save its own decay, possibly scaled by a "
+                    f"constant factor; its learning rate was replaced by {schedule!r}."
+                )
+            schedule, factor = inner, factor * float(scale)
+        return self.initial_learning_rate * factor

@@ -76,7 +76,7 @@ class RMSprop(Optimizer):
             return
         super().build(variables)
         self._velocities = self.add_optimizer_variables(
-            variables, "velocity", initializer=constant(self.initial_accumulator_value)
+            variables, "velocity", initializer=constant(self.hyperparameter(self.initial_accumulator_value))
         )
         self._momentums = []
         if self.momentum:

@@ -80,7 +80,7 @@ class SGD(Optimizer):
             self.assign_sub(variable, ops.multiply(gradient, learning_rate))
             return
         m = self.momentums[self._get_variable_index(variable)]
-        momentum = self.momentum
+        momentum = self.hyperparameter(self.momentum)
         if self.momentum_buffer == "step":
             step = ops.multiply(gradient, learning_rate)
             self.assign(m, ops.subtract(ops.multiply(m, momentum), step))
