@@ -107,12 +107,3 @@ def test_reason_is_printed(bare_model, capsys):
     stop.set_model(bare_model)
     _feed(stop, [2.0, 0.5])
     assert "ConvergenceStopping: Converged: loss = 0.5 <= threshold 1" in capsys.readouterr().out
-
-
-def test_missing_monitor_warns(bare_model):
-    stop = ConvergenceStopping(monitor="val_loss", verbose=0)
-    stop.set_model(bare_model)
-    stop.on_train_begin()
-    with pytest.warns(UserWarning, match="val_loss"):
-        stop.on_epoch_end(0, {"loss": 1.0})
-    assert not bare_model.stop_training

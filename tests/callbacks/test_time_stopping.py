@@ -31,9 +31,3 @@ def test_a_generous_budget_does_not_stop(regression):
     stop = TimeStopping(seconds=3600)
     history = model.fit(x, y, batch_size=256, epochs=3, verbose=0, callbacks=[stop])
     assert len(history.history["loss"]) == 3 and stop.stopped_epoch is None
-
-
-def test_config_round_trip():
-    stop = TimeStopping(seconds=90, verbose=1)
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(stop))
-    assert isinstance(clone, TimeStopping) and clone.get_config() == stop.get_config()

@@ -104,7 +104,7 @@ def _time(step):
     return time.perf_counter() - start
 
 
-def measure(name, workload, mode, rounds, progress=None):
+def measure(name, workload, mode, rounds):
     make_ours, make_keras, slots = twins()[name]
     shapes = WORKLOADS.get(workload) or QUICK_WORKLOADS[workload]
     parameters = sum(int(np.prod(s)) for s in shapes)

@@ -1,0 +1,38 @@
+"""``tfoptim bench speed`` runs end to end (a smoke test: timings are never asserted)."""
+
+import json
+
+from tfoptim import cli
+from tfoptim.benchmarks import speed
+
+
+def test_bytes_per_parameter_is_the_unavoidable_traffic():
+    assert speed.bytes_per_parameter(2) == 28  # Adam, float32: read g, read+write theta, m, v
+    assert speed.bytes_per_parameter(0) == 12
+
+
+def test_every_twin_pair_is_the_same_rule():
+    """Each pair times the same update: one step from the same start lands in the same place."""
+    import keras
+    import numpy as np
+
+    for name, (make_ours, make_keras, _) in speed.twins().items():
+        start = np.linspace(-1, 1, 12).reshape(3, 4).astype("float32")
+        ours, theirs = keras.Variable(start), keras.Variable(start)
+        grad = np.full((3, 4), 0.5, "float32")
+        make_ours().apply([grad], [ours])
+        make_keras().apply([grad], [theirs])
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, err_msg=name)
+
+
+def test_bench_speed_command_writes_json_and_plot(tmp_path, capsys):
+    cli.main(
+        ["bench", "speed", "--quick", "--rounds", "1", "--optimizers", "Adam",
+         "--workloads", "100x1000", "--modes", "graph", "--output", str(tmp_path)]
+    )
+    payload = json.loads((tmp_path / "speed.json").read_text())
+    (result,) = payload["results"]
+    assert result["optimizer"] == "Adam" and result["workload"] == "100x1000"
+    assert result["ratio"] > 0 and payload["machine"]["streaming_bandwidth_gbs"] > 0
+    assert (tmp_path / "speed.png").stat().st_size > 5_000
+    assert "ratio" in capsys.readouterr().out
