@@ -13,6 +13,9 @@ A rule is a pair ``(step, init)`` built by a factory (``sgd(momentum=0.9)``, ``a
 Weight decay wraps a rule (``decoupled_weight_decay(adam(), 0.01)``). ``trajectory`` runs a rule
 along the reference problem (``reference_problem``); its learning rate is a float, a sequence
 indexed by the 0-based step, or a callable of the 0-based step, so schedules can be tested.
+
+The last section, ``compare``, is the check the per-rule tests share (tfoptim's trajectory
+against the rule's); it imports TensorFlow only when called.
 """
 
 import numpy as np
@@ -181,7 +184,8 @@ def adam(beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, bias_corrected_e
     With ``bias_corrected_epsilon=True``, Algorithm 1 (``t`` counted from 1)::
 
         m <- b1 * m + (1 - b1) * g;   v <- b2 * v + (1 - b2) * g**2
-        mhat = m / (1 - b1**t);  vhat = v / (1 - b2**t);  theta <- theta - lr * mhat / (sqrt(vhat) + eps)
+        mhat = m / (1 - b1**t);   vhat = v / (1 - b2**t)
+        theta <- theta - lr * mhat / (sqrt(vhat) + eps)
 
     Otherwise the efficient form of section 2 (last paragraph before 2.1), with "epsilon hat"::
 
@@ -229,7 +233,10 @@ def decoupled_weight_decay(rule, weight_decay):
 
 def coupled_l2(rule, weight_decay):
     """L2 regularisation in the loss: ``g <- g + weight_decay * theta`` before the rule (the
-    ``weight_decay`` of the PyTorch optimizers; Loshchilov & Hutter's Algorithm 2, line 6)."""
+    ``weight_decay`` of the PyTorch optimizers; Loshchilov & Hutter's Algorithm 2, line 6).
+
+    ``theta`` is where the gradient was taken: with both decays, wrap this one outermost,
+    ``coupled_l2(decoupled_weight_decay(rule, wd), l2)``."""
     rule_step, init = rule
 
     def step(state, theta, g, lr, t):
@@ -296,25 +303,30 @@ def compare(optimizer_class, rule_factory, lr, rtol, numpy_names=None, numpy_lr=
     ``rule_factory(**kwargs)`` on the reference problem and asserts they agree within ``rtol``
     at every checkpoint.
 
-    ``coupled_weight_decay`` and ``weight_decay`` (decoupled, Keras's) are applied by the
-    wrappers above; ``numpy_names`` renames the other arguments for the NumPy factory;
-    ``numpy_lr`` replaces the NumPy side's rate. Imports TensorFlow only when called, so the
-    rules above stay usable without it.
+    tfoptim runs with ``exact_hyperparameters=True`` (the papers' rule: no float32 detour of
+    betas, momentum, decay or start values) unless ``kwargs`` says otherwise; cases that test
+    the default Keras-compatible precision use float32-representable hyperparameters.
+    ``coupled_weight_decay`` (the L2 term, from the weights the gradient was taken at) and
+    ``weight_decay`` (decoupled, Keras's) are applied by the wrappers above; ``numpy_names``
+    renames the other arguments for the NumPy factory; ``numpy_lr`` replaces the NumPy side's
+    rate. Imports TensorFlow only when called, so the rules above stay usable without it.
     """
     from trajectory import assert_close, floatx, run
 
     numpy_kwargs = {(numpy_names or {}).get(k, k): v for k, v in kwargs.items()}
+    numpy_kwargs.pop("exact_hyperparameters", None)
     coupled = numpy_kwargs.pop("coupled_weight_decay", 0.0)
     decoupled = numpy_kwargs.pop("weight_decay", None)
     rule = rule_factory(**numpy_kwargs)
-    if coupled:
-        rule = coupled_l2(rule, coupled)
     if decoupled:
         rule = decoupled_weight_decay(rule, decoupled)
+    if coupled:
+        rule = coupled_l2(rule, coupled)
     keras_lr, rate = rate_pair(lr)
     expected = trajectory(*rule, rate if numpy_lr is None else numpy_lr, checkpoints=CHECKPOINTS)
     with floatx("float64"):
-        actual = run(optimizer_class(keras_lr, **kwargs), CHECKPOINTS)
+        optimizer = optimizer_class(keras_lr, **{"exact_hyperparameters": True, **kwargs})
+        actual = run(optimizer, CHECKPOINTS)
     for step in CHECKPOINTS:
         try:
             assert_close(actual[step], expected[step], rtol)

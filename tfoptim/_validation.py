@@ -69,6 +69,14 @@ def check_bool(name, value):
     return bool(value)
 
 
+def check_string(name, value, allow_empty=True):
+    """Returns ``value`` after checking it is a ``str`` (non-empty unless ``allow_empty``)."""
+    if not isinstance(value, str) or not (allow_empty or value):
+        kind = "a string" if allow_empty else "a non-empty string"
+        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+    return value
+
+
 def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}")

@@ -27,15 +27,7 @@ def _optimizers():
                 and issubclass(cls, keras.optimizers.Optimizer)
                 and name not in _WRAPPERS
             ):
-                marks = []
-                if cls is getattr(tfoptim.optimizers, "DynamicGradientDescent", None):
-                    marks.append(pytest.mark.xfail(
-                        strict=True,
-                        reason="DynamicGradientDescent.get_config writes its initial float "
-                        "learning rate, dropping the ScaledSchedule (and its factor) that a "
-                        "plateau reduction installed",
-                    ))
-                found.append(pytest.param(cls, id=f"{prefix}.{name}", marks=marks))
+                found.append(pytest.param(cls, id=f"{prefix}.{name}"))
     return found
 
 

@@ -1,8 +1,11 @@
+import json
+
 import keras
 import numpy as np
 import pytest
 
 from tfoptim.callbacks import ScaledSchedule, ScheduleAwareReduceLROnPlateau
+from tfoptim.schedules import OneCycle
 
 
 def _decay():
@@ -127,3 +130,17 @@ def test_under_mirrored_strategy(digits, digits_model, two_cpu_strategy):
                         callbacks=[reduce])
     assert model.optimizer._learning_rate.factor == 0.25
     assert history.history["learning_rate"][-1] == pytest.approx(0.25 * float(_decay()(6)))
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [0.3, _decay(), OneCycle(0.1, total_steps=300)],
+    ids=["float", "keras_schedule", "tfoptim_schedule"],
+)
+def test_scaled_schedule_round_trips_through_json(inner):
+    schedule = ScaledSchedule(inner, factor=0.25)
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(schedule)))
+    clone = keras.saving.deserialize_keras_object(serialized)
+    assert type(clone.schedule) is type(inner) and clone.factor == 0.25
+    for step in (0, 7, 150):
+        assert float(clone(step)) == float(schedule(step))

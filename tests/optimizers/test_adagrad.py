@@ -34,6 +34,11 @@ CASES.update(
         "tf1_no_epsilon": (0.1, dict(epsilon=0.0, initial_accumulator_value=0.25)),
         "coupled_weight_decay": (0.1, dict(coupled_weight_decay=0.05)),
         "weight_decay_schedule": (SCHEDULE, dict(weight_decay=0.1, epsilon_inside_sqrt=False)),
+        # Keras's float32 rounding of the start value (the default) is a no-op for 0.125.
+        "keras_precision": (
+            SCHEDULE,
+            dict(initial_accumulator_value=0.125, weight_decay=0.0625, exact_hyperparameters=False),
+        ),
     }
 )
 

@@ -39,6 +39,13 @@ CASES.update(
         "betas": (0.01, dict(beta_1=0.8, beta_2=0.99, epsilon=1e-2, bias_corrected_epsilon=True)),
         "coupled_weight_decay": (0.01, dict(coupled_weight_decay=0.05, amsgrad=True)),
         "weight_decay_schedule": (SCHEDULE, dict(weight_decay=0.1)),
+        "both_weight_decays": (SCHEDULE, dict(weight_decay=0.1, coupled_weight_decay=0.05)),
+        # Keras's float32 rounding of the betas in the bias corrections (the default) is a
+        # no-op for these.
+        "keras_precision": (
+            SCHEDULE,
+            dict(beta_1=0.875, beta_2=1 - 2**-10, amsgrad=True, exact_hyperparameters=False),
+        ),
     }
 )
 
@@ -55,7 +62,12 @@ def test_first_step_moves_every_coordinate_by_lr(bias_corrected_epsilon):
     the smallest gradient here; without the correction the step would be 10x or 0.03x that)."""
     lr = 0.01
     with floatx("float64"):
-        optimizer = to.Adam(lr, epsilon=1e-12, bias_corrected_epsilon=bias_corrected_epsilon)
+        optimizer = to.Adam(
+            lr,
+            epsilon=1e-12,
+            bias_corrected_epsilon=bias_corrected_epsilon,
+            exact_hyperparameters=True,
+        )
         (moved,) = run(optimizer, (1,)).values()
     for p0, p1, y, c in zip(*initial_problem()[:1], moved, *initial_problem()[1:]):
         np.testing.assert_allclose((p0 - p1) * np.sign(gradient(p0, y, c)), lr, 1e-8)
@@ -68,7 +80,7 @@ def test_amsgrad_denominator_never_decreases():
     grads = np.array([1.0] * 5 + [0.01] * 15)
     with floatx("float64"):
         variable = keras.Variable(np.zeros(1))
-        optimizer = to.Adam(0.01, beta_2=beta_2, amsgrad=True)
+        optimizer = to.Adam(0.01, beta_2=beta_2, amsgrad=True, exact_hyperparameters=True)
         optimizer.build([variable])
         (v_max,) = [v for v in optimizer.variables if v.path.endswith("velocity_hat")]
         seen = []

@@ -29,6 +29,11 @@ CASES.update(
             SCHEDULE,
             dict(weight_decay=0.3, bias_corrected_epsilon=True, epsilon=1e-3),
         ),
+        # Keras's float32 rounding of the decay and betas (the default) is a no-op for these.
+        "keras_precision": (
+            SCHEDULE,
+            dict(weight_decay=2**-6, beta_1=0.875, beta_2=1 - 2**-10, exact_hyperparameters=False),
+        ),
     }
 )
 
@@ -46,7 +51,9 @@ def test_decay_is_decoupled_from_the_adaptive_scaling():
     theta = np.array([1.5, -0.75, 3.0])
     with floatx("float64"):
         variable = keras.Variable(theta)
-        optimizer = to.AdamW(nr.rate_pair((boundaries, values))[0], weight_decay=wd)
+        optimizer = to.AdamW(
+            nr.rate_pair((boundaries, values))[0], weight_decay=wd, exact_hyperparameters=True
+        )
         for _ in range(steps):
             optimizer.apply([np.zeros_like(theta)], [variable])
         actual = variable.numpy()

@@ -24,6 +24,8 @@ CASES = {
     "coupled_weight_decay": (0.1, 0.99, dict(coupled_weight_decay=0.1)),
     # Keras's decoupled decay is scaled by the decayed rate.
     "weight_decay": (0.1, 0.99, dict(weight_decay=0.1)),
+    # Keras's float32 rounding of the decay (the default) is a no-op for 2**-4.
+    "keras_precision": (0.1, 0.99, dict(weight_decay=0.0625, exact_hyperparameters=False)),
 }
 
 

@@ -35,7 +35,9 @@ EPSILON = {True: 1e-3, False: 1e-2}
 CASES = {
     f"{name}-centered={centered}-inside_sqrt={inside}-{rate}": (
         RATES[rate],
-        dict(MOMENTUM[name], centered=centered, epsilon_inside_sqrt=inside, epsilon=EPSILON[inside]),
+        dict(
+            MOMENTUM[name], centered=centered, epsilon_inside_sqrt=inside, epsilon=EPSILON[inside]
+        ),
     )
     for name, centered, inside, rate in itertools.product(
         MOMENTUM, (False, True), (True, False), RATES
@@ -59,6 +61,11 @@ CASES.update(
         "weight_decay_schedule": (
             SCHEDULE,
             dict(weight_decay=0.1, centered=True, epsilon=1e-3, momentum=0.5),
+        ),
+        # Keras's float32 rounding of the start value (the default) is a no-op for 0.5.
+        "keras_precision": (
+            SCHEDULE,
+            dict(initial_accumulator_value=0.5, epsilon=1e-3, exact_hyperparameters=False),
         ),
     }
 )

@@ -26,9 +26,19 @@ VARIANTS = {
     "gradient_nesterov": dict(momentum=0.9, nesterov=True, momentum_buffer="gradient"),
     "gradient_dampening": dict(momentum=0.9, dampening=0.25, momentum_buffer="gradient"),
 }
-WEIGHT_DECAY = {
+# Weight decay and precision, on momentum rules.
+OTHER = {
     "coupled_weight_decay": (0.02, dict(momentum=0.9, coupled_weight_decay=0.05)),
     "weight_decay_schedule": (SCHEDULE, dict(momentum=0.9, weight_decay=0.1)),
+    "both_weight_decays": (
+        SCHEDULE,
+        dict(momentum=0.9, momentum_buffer="gradient", coupled_weight_decay=0.05, weight_decay=0.1),
+    ),
+    # Keras's float32 rounding of the momentum (the default) is a no-op for 0.875.
+    "keras_precision": (
+        SCHEDULE,
+        dict(momentum=0.875, nesterov=True, weight_decay=0.0625, exact_hyperparameters=False),
+    ),
 }
 
 
@@ -38,8 +48,8 @@ def test_matches_reference(flags, lr):
     nr.compare(to.SGD, nr.sgd, lr, nr.RTOL, numpy_names=NAMES, **flags)
 
 
-@pytest.mark.parametrize("lr, flags", WEIGHT_DECAY.values(), ids=WEIGHT_DECAY.keys())
-def test_weight_decay_matches_reference(lr, flags):
+@pytest.mark.parametrize("lr, flags", OTHER.values(), ids=OTHER.keys())
+def test_other_cases_match_reference(lr, flags):
     nr.compare(to.SGD, nr.sgd, lr, nr.RTOL, numpy_names=NAMES, **flags)
 
 
@@ -63,7 +73,13 @@ def test_dampening_spares_the_first_gradient():
     carry their rounding relative to one small step, hence 1e-9.)"""
     lr, momentum, dampening = 0.02, 0.9, 0.5
     with floatx("float64"):
-        optimizer = to.SGD(lr, momentum=momentum, dampening=dampening, momentum_buffer="gradient")
+        optimizer = to.SGD(
+            lr,
+            momentum=momentum,
+            dampening=dampening,
+            momentum_buffer="gradient",
+            exact_hyperparameters=True,
+        )
         states = run(optimizer, checkpoints=(1, 2))
     params, targets, curvatures = initial_problem()
     for p0, p1, p2, y, c in zip(params, states[1], states[2], targets, curvatures):

@@ -28,10 +28,6 @@ def tfoptim_command(monkeypatch):
     return run
 
 
-def test_is_wired_into_the_tfoptim_command():
-    module, help_text = tfoptim.cli.COMMANDS["schedule"]
-    assert module == "tfoptim.schedules.cli" and "schedule" in help_text
-
 
 def test_writes_the_png_and_prints_values(tfoptim_command, tmp_path, capsys):
     path = tmp_path / "curve.png"

@@ -17,6 +17,7 @@ from tfoptim._validation import (
     check_positive,
     check_range,
     check_steps,
+    check_string,
 )
 
 
@@ -78,9 +79,7 @@ class ConvergenceStopping(SerializableCallback):
         verbose=1,
     ):
         super().__init__()
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"`monitor` must be a metric name. Received: monitor={monitor!r}")
-        self.monitor = monitor
+        self.monitor = check_string("monitor", monitor, allow_empty=False)
         self.threshold = None if threshold is None else check_range("threshold", threshold)
         self.mode = check_choice("mode", mode, ("auto", "min", "max"))
         self.min_delta = check_non_negative("min_delta", min_delta)

@@ -6,7 +6,7 @@ import keras
 from tqdm.auto import tqdm
 
 from tfoptim.callbacks._state import SerializableCallback
-from tfoptim._validation import check_bool, check_choice, check_steps
+from tfoptim._validation import check_bool, check_choice, check_steps, check_string
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -52,11 +52,7 @@ class ProgressBar(SerializableCallback):
         self.total_steps = (
             None if total_steps is None else check_steps("total_steps", total_steps, 1)
         )
-        if not isinstance(description, str):
-            raise ValueError(
-                f"`description` must be a string. Received: description={description!r}"
-            )
-        self.description = description
+        self.description = check_string("description", description)
         if metrics is not None and (
             isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)
         ):

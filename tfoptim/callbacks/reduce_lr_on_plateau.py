@@ -11,7 +11,13 @@ from tfoptim.callbacks._state import (
     resolve_mode,
     scale_learning_rate,
 )
-from tfoptim._validation import check_choice, check_non_negative, check_range, check_steps
+from tfoptim._validation import (
+    check_choice,
+    check_non_negative,
+    check_range,
+    check_steps,
+    check_string,
+)
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -71,9 +77,7 @@ class ScheduleAwareReduceLROnPlateau(SerializableCallback):
         min_lr=0.0,
     ):
         super().__init__()
-        if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"`monitor` must be a metric name. Received: monitor={monitor!r}")
-        self.monitor = monitor
+        self.monitor = check_string("monitor", monitor, allow_empty=False)
         self.factor = check_range("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
         self.patience = check_steps("patience", patience)
         self.verbose = check_choice("verbose", verbose, (0, 1))
