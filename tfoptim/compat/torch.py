@@ -122,37 +122,27 @@ def Adam(
     maximize=False,
     decoupled_weight_decay=False,
 ):
-    """``torch.optim.Adam``: Adam with epsilon added to the bias-corrected ``sqrt(v)``."""
+    """``torch.optim.Adam``: Adam with epsilon added to the bias-corrected ``sqrt(v)``;
+    ``weight_decay`` is coupled L2, or AdamW's decoupled decay with ``decoupled_weight_decay``."""
     _no_maximize(maximize)
     beta_1, beta_2 = _betas(betas)
     check_positive("eps", eps)
     check_non_negative("weight_decay", weight_decay)
-    decay = {"weight_decay": weight_decay} if decoupled_weight_decay else {"coupled_weight_decay": weight_decay}
-    return optimizers.Adam(
+    common = dict(
         learning_rate=_lr(lr),
         beta_1=beta_1,
         beta_2=beta_2,
         epsilon=eps,
         amsgrad=amsgrad,
         bias_corrected_epsilon=True,
-        **decay,
         **EXACT,
     )
+    if decoupled_weight_decay:
+        return optimizers.AdamW(weight_decay=weight_decay, **common)
+    return optimizers.Adam(coupled_weight_decay=weight_decay, **common)
 
 
 def AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, *, maximize=False):
-    """``torch.optim.AdamW``: decoupled decay ``theta <- theta * (1 - lr * weight_decay)``, then Adam."""
-    _no_maximize(maximize)
-    beta_1, beta_2 = _betas(betas)
-    check_positive("eps", eps)
-    check_non_negative("weight_decay", weight_decay)
-    return optimizers.AdamW(
-        learning_rate=_lr(lr),
-        weight_decay=weight_decay,
-        beta_1=beta_1,
-        beta_2=beta_2,
-        epsilon=eps,
-        amsgrad=amsgrad,
-        bias_corrected_epsilon=True,
-        **EXACT,
-    )
+    """``torch.optim.AdamW``: decoupled decay ``theta <- theta * (1 - lr * weight_decay)``, then Adam
+    (PyTorch's own ``Adam(decoupled_weight_decay=True)``)."""
+    return Adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True)
