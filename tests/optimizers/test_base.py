@@ -146,6 +146,30 @@ def test_environment_variable_turns_the_fast_path_off(monkeypatch):
     assert optimizer._fused_updates == {}
 
 
+def fused_sizes(optimizer, shapes, jit_compile=False):
+    """Which variable sizes one step sends through the fast path."""
+    variables = [keras.Variable(np.ones(s, "float32")) for s in shapes]
+
+    @tf.function(jit_compile=jit_compile)
+    def step():
+        optimizer.apply([tf.ones(s) for s in shapes], variables)
+
+    step()
+    fused = {i for key in optimizer._fused_updates for i in key}
+    return sorted(int(np.prod(v.shape)) for v in variables if id(v.value) in fused)
+
+
+def test_thresholds_for_stateful_and_stateless_rules():
+    shapes = [(to.FAST_PATH_MIN_SIZE - 1,), (to.FAST_PATH_MIN_SIZE,), (to.STATELESS_FAST_PATH_MIN_SIZE,)]
+    assert fused_sizes(to.Adam(), shapes) == [to.FAST_PATH_MIN_SIZE, to.STATELESS_FAST_PATH_MIN_SIZE]
+    assert fused_sizes(to.GradientDescent(), shapes) == [to.STATELESS_FAST_PATH_MIN_SIZE]
+    assert fused_sizes(to.SGD(momentum=0.9), shapes) == [to.FAST_PATH_MIN_SIZE, to.STATELESS_FAST_PATH_MIN_SIZE]
+
+
+def test_fast_path_steps_aside_inside_an_xla_compiled_step():
+    assert fused_sizes(to.Adam(), [(to.FAST_PATH_MIN_SIZE,)], jit_compile=True) == []
+
+
 def test_fast_path_steps_aside_under_a_strategy(two_cpu_strategy):
     with two_cpu_strategy.scope():
         variable = keras.Variable(np.ones((200, 100), "float32"))

@@ -7,7 +7,12 @@ or ``optimizer.apply_gradients(zip(grads, variables))`` in a custom loop.
 from tfoptim.optimizers.adagrad import Adagrad
 from tfoptim.optimizers.adam import Adam
 from tfoptim.optimizers.adamw import AdamW
-from tfoptim.optimizers.base import FAST_PATH_MIN_SIZE, Optimizer, fast_path_enabled
+from tfoptim.optimizers.base import (
+    FAST_PATH_MIN_SIZE,
+    STATELESS_FAST_PATH_MIN_SIZE,
+    Optimizer,
+    fast_path_enabled,
+)
 from tfoptim.optimizers.dynamic_gradient_descent import DynamicGradientDescent
 from tfoptim.optimizers.gradient_descent import GradientDescent
 from tfoptim.optimizers.rmsprop import RMSprop
@@ -23,5 +28,6 @@ __all__ = [
     "Optimizer",
     "RMSprop",
     "SGD",
+    "STATELESS_FAST_PATH_MIN_SIZE",
     "fast_path_enabled",
 ]
