@@ -108,7 +108,8 @@ def measure(name, workload, mode, rounds):
     make_ours, make_keras, slots = twins()[name]
     shapes = WORKLOADS.get(workload) or QUICK_WORKLOADS[workload]
     parameters = sum(int(np.prod(s)) for s in shapes)
-    inner = max(1, min(20, int(2e7 // parameters)))
+    # Enough applies per timed call (~1e8 parameter updates) that one timing is tens of ms.
+    inner = max(1, min(50, int(1e8 // parameters)))
     jit = mode == "xla"
     ours = _stepper(make_ours(), shapes, jit, inner)
     theirs = _stepper(make_keras(), shapes, jit, inner)
