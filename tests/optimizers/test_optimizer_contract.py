@@ -16,7 +16,7 @@ KERAS_COMMON = {
     "use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
     "gradient_accumulation_steps",
 }
-BASE_ARGUMENTS = {"coupled_weight_decay", "skip_nonfinite", "fast_path"}
+BASE_ARGUMENTS = {"coupled_weight_decay", "skip_nonfinite", "exact_hyperparameters", "fast_path"}
 CLASSES = [to.GradientDescent, to.SGD, to.DynamicGradientDescent, to.Adagrad, to.RMSprop, to.Adam, to.AdamW]
 
 
