@@ -94,9 +94,8 @@ class Optimizer(keras.optimizers.Optimizer):
         fast_path=True,
         **kwargs,
     ):
-        for name in ("weight_decay",):
-            if kwargs.get(name) is not None:
-                check_non_negative(name, kwargs[name])
+        if kwargs.get("weight_decay") is not None:
+            check_non_negative("weight_decay", kwargs["weight_decay"])
         for name in ("clipnorm", "clipvalue", "global_clipnorm"):
             if kwargs.get(name) is not None:
                 check_positive(name, kwargs[name])
