@@ -138,12 +138,14 @@ def plot_curves(curves, optimum, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # Left: the loss itself. Right: its excess over the optimum, where the rates differ visibly.
+    # Left: the loss itself. Right: its excess over the optimum, where the rates differ visibly,
+    # clipped at float32's resolution of the loss (below it the difference is rounding).
+    floor = float(np.finfo(np.float32).eps) * optimum
     fig, (ax_loss, ax_excess) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     for name, losses in curves.items():
         steps = np.arange(len(losses))
         ax_loss.plot(steps, losses, label=name, linewidth=1.2)
-        ax_excess.plot(steps, np.maximum(losses - optimum, 1e-12), label=name, linewidth=1.2)
+        ax_excess.plot(steps, np.maximum(losses - optimum, floor), label=name, linewidth=1.2)
     ax_loss.axhline(optimum, color="black", linestyle="--", linewidth=0.8, label="least-squares optimum")
     ax_excess.axhline(0.01 * optimum, color="black", linestyle=":", linewidth=0.8, label="1% of the optimum")
     for ax, label in ((ax_loss, "mean squared error"), (ax_excess, "loss - least-squares optimum")):
