@@ -14,6 +14,11 @@ def test_demo_writes_results_and_plot(tmp_path, capsys):
     assert cli.main(["demo", "--steps", "150", "--output", str(tmp_path)]) == 0
     records = json.loads((tmp_path / "results.json").read_text())
     assert {r["optimizer"] for r in records} == set(demo.demo_optimizers())
+    # "Every optimizer in the package": each class `tfoptim list` knows runs in the demo.
+    from tfoptim.catalog import optimizers
+
+    ran = {type(make()).__name__ for make in demo.demo_optimizers().values()}
+    assert ran == set(optimizers())
     for record in records:
         assert {"optimizer", "final_loss", "weight", "bias", "steps_to_converge", "seconds"} <= set(record)
     assert (tmp_path / "loss_curves.png").stat().st_size > 10_000
