@@ -1,15 +1,15 @@
 """tfoptim: optimizers, learning-rate schedules, training callbacks and optimizer tuning for Keras 3.
 
 Subpackages load on first use (``tfoptim.optimizers``, ``tfoptim.compat``,
-``tfoptim.schedules``, ``tfoptim.callbacks``), so the ``tfoptim`` command can configure
-TensorFlow's logging before TensorFlow is imported.
+``tfoptim.schedules``, ``tfoptim.callbacks``, ``tfoptim.tuning``), so the ``tfoptim`` command
+can configure TensorFlow's logging before TensorFlow is imported.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("callbacks", "compat", "optimizers", "schedules")
+_SUBPACKAGES = ("callbacks", "compat", "optimizers", "schedules", "tuning")
 __all__ = [*_SUBPACKAGES, "find_learning_rate", "__version__"]
 
 

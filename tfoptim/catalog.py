@@ -9,13 +9,18 @@ import re
 
 
 def optimizers():
-    """``name -> class`` for every public optimizer in ``tfoptim.optimizers``."""
+    """``name -> class`` for every public optimizer in ``tfoptim.optimizers``, the wrappers
+    (Lookahead, SWA) included."""
+    import keras
+
     import tfoptim.optimizers as to
 
     return {
         name: obj
         for name in to.__all__
-        if inspect.isclass(obj := getattr(to, name)) and issubclass(obj, to.Optimizer) and obj is not to.Optimizer
+        if inspect.isclass(obj := getattr(to, name))
+        and issubclass(obj, keras.optimizers.Optimizer)
+        and obj is not to.Optimizer
     }
 
 

@@ -16,7 +16,8 @@ COMMANDS = {
     "list": ("tfoptim.catalog", "list every optimizer with a one-line summary and its reference"),
     "lr-find": ("tfoptim.callbacks.cli", "learning-rate range test on a built-in example"),
     "schedule": ("tfoptim.schedules.cli", "plot a learning-rate schedule without writing code"),
-    "bench": ("tfoptim.benchmarks.cli", "benchmarks: apply-step speed against the Keras twins"),
+    "bench": ("tfoptim.benchmarks.cli", "benchmarks: apply-step speed (speed), convergence to target (convergence), tuning quality (search)"),
+    "tune": ("tfoptim.tuning.cli", "tune the optimizer, batch size and activation of a digits MLP"),
 }
 
 

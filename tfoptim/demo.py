@@ -46,6 +46,24 @@ def demo_optimizers():
         "RMSprop": lambda: to.RMSprop(0.01),
         "Adam": lambda: to.Adam(0.05),
         "AdamW": lambda: to.AdamW(0.05, weight_decay=1e-4),
+        "ScheduleFreeSGD": lambda: to.ScheduleFreeSGD(0.5),
+        "Lookahead (Adam)": lambda: to.Lookahead(to.Adam(0.05)),
+        "SWA (SGD momentum 0.9)": lambda: to.SWA(to.SGD(0.1, momentum=0.9), average_period=5),
+        "Prodigy": lambda: to.Prodigy(),
+        "DAdaptAdam": lambda: to.DAdaptAdam(),
+        "LARS": lambda: to.LARS(0.1, trust_coefficient=0.1),
+        "LazyAdam": lambda: to.LazyAdam(0.05),
+        "COCOB": lambda: to.COCOB(),
+        "ProximalAdagrad": lambda: to.ProximalAdagrad(0.5),
+        "Adan": lambda: to.Adan(0.05),
+        "MADGRAD": lambda: to.MADGRAD(0.01),
+        "AdEMAMix": lambda: to.AdEMAMix(0.05),
+        "ADOPT": lambda: to.ADOPT(0.05),
+        "RAdam": lambda: to.RAdam(0.05),
+        "AdaBelief": lambda: to.AdaBelief(0.05),
+        "Yogi": lambda: to.Yogi(0.05),
+        "NovoGrad": lambda: to.NovoGrad(0.1),
+        "SOAP": lambda: to.SOAP(0.05),
     }
 
 
@@ -128,6 +146,8 @@ def run_demo(steps=DEFAULT_STEPS, output=None, progress=True):
 
 
 def _rate(optimizer):
+    # Lookahead and SWA hold no rate of their own: their inner optimizer's applies.
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     rate = optimizer.get_config()["learning_rate"]
     return rate if isinstance(rate, float) else str(rate)
 

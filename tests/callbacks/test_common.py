@@ -10,6 +10,7 @@ import pytest
 import tfoptim.callbacks
 from tfoptim.callbacks import (
     ConvergenceStopping,
+    EvaluationWeights,
     LearningRateFinder,
     NonFiniteRecovery,
     OptimizerMonitor,
@@ -25,6 +26,7 @@ ARGUMENTS = {
     ConvergenceStopping: dict(monitor="val_accuracy", threshold=0.95, mode="max",
                               min_delta=0.01, patience=None, grad_norm_tolerance=1e-6,
                               verbose=0),
+    EvaluationWeights: dict(checkpoints=False, final=False),
     LearningRateFinder: dict(min_learning_rate=1e-5, max_learning_rate=1.0, num_steps=30,
                              smoothing=0.9, divergence_factor=3.0, method="minimum/10",
                              verbose=1),

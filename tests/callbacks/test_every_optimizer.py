@@ -15,6 +15,11 @@ from tfoptim.callbacks import (
 )
 
 _WRAPPERS = ("LossScaleOptimizer", "MultiOptimizer", "Optimizer", "OptimizerMap")
+# tfoptim's wrappers need an inner optimizer: the callbacks must reach its learning rate.
+_WRAPPED = {
+    "Lookahead": lambda: tfoptim.optimizers.Lookahead(keras.optimizers.Adam()),
+    "SWA": lambda: tfoptim.optimizers.SWA(keras.optimizers.SGD(), average_period=2),
+}
 
 
 def _optimizers():
@@ -39,7 +44,7 @@ def test_callbacks_with_every_optimizer(tmp_path, regression, optimizer_class):
     model = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(1)]
     )
-    model.compile(optimizer=optimizer_class(), loss="mse")
+    model.compile(optimizer=_WRAPPED.get(optimizer_class.__name__, optimizer_class)(), loss="mse")
     history = model.fit(
         x, y, batch_size=32, epochs=2, verbose=0,
         callbacks=[

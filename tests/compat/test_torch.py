@@ -18,7 +18,7 @@ from trajectory import assert_close, floatx, run
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 MANIFEST = json.loads((FIXTURES / "torch_trajectories.json").read_text())
 ARRAYS = np.load(FIXTURES / "torch_trajectories.npz")
-PORTED = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW")
+PORTED = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "RAdam")
 # Same formulas evaluated in another order (torch's addcdiv_, in-place sqrt): float64 rounding
 # accumulated over 200 steps stays below 1e-12 relative.
 RTOL = 1e-12
@@ -65,6 +65,7 @@ def test_defaults_are_pytorch_defaults(name):
         "RMSprop": dict(learning_rate=0.01, rho=0.99, epsilon=1e-8, epsilon_inside_sqrt=False),
         "Adam": dict(learning_rate=0.001, epsilon=1e-8, bias_corrected_epsilon=True),
         "AdamW": dict(learning_rate=0.001, weight_decay=0.01, bias_corrected_epsilon=True),
+        "RAdam": dict(learning_rate=0.001, epsilon=1e-8, degenerated_to_sgd=True, coupled_weight_decay=0.0),
     }[name]
     config = getattr(torch_compat, name)().get_config()
     for key, value in expected.items():

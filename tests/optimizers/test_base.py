@@ -212,3 +212,53 @@ def test_model_saved_by_the_slow_path_resumes_on_the_fast_path(tmp_path, monkeyp
     # float32 XLA fusion reassociates a few operations: agreement to float32 rounding.
     for a, b in zip(fast.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# -- rules that reduce over all variables (collect_statistics) ---------------------------------
+
+TWO_PASS = [
+    lambda **kw: to.Prodigy(weight_decay=0.01, use_bias_correction=True, **kw),
+    lambda **kw: to.DAdaptAdam(coupled_weight_decay=0.01, use_bias_correction=True, **kw),
+]
+
+
+@pytest.mark.parametrize("make", TWO_PASS, ids=["prodigy", "dadapt_adam"])
+def test_two_pass_rule_fuses_its_whole_step(make):
+    """One large variable sends every variable, the small one included, through one fused
+    call; float64 trajectories agree with the slow path to rounding."""
+    with floatx("float64"):
+        fast_optimizer = make(fast_path=True)
+        fast = run(fast_optimizer, (1, 100), shapes=LARGE)
+        slow = run(make(fast_path=False), (1, 100), shapes=LARGE)
+    ((key, _),) = fast_optimizer._fused_updates.items()
+    assert len(key) == len(LARGE)
+    for step in (1, 100):
+        assert_close(fast[step], slow[step], 1e-10)
+
+
+@pytest.mark.parametrize("make", TWO_PASS, ids=["prodigy", "dadapt_adam"])
+def test_two_pass_rule_skips_a_zero_rate_step(make):
+    """At learning rate 0 the official codes return before changing anything: so does tfoptim
+    (weights, slots, d, the bias correction's count), only ``iterations`` advances."""
+    rate = keras.Variable(1.0)
+    variables = [keras.Variable(p.astype("float32")) for p in initial_problem()[0]]
+    optimizer = make(learning_rate=lambda: rate.value)
+    grads = [tf.constant(gradient(*a), tf.float32) for a in zip(*initial_problem())]
+    for _ in range(3):
+        optimizer.apply(grads, variables)
+    before = [v.numpy().copy() for v in optimizer.variables + variables]
+    rate.assign(0.0)
+    optimizer.apply(grads, variables)
+    after = [v.numpy() for v in optimizer.variables + variables]
+    changed = [i for i, (a, b) in enumerate(zip(after, before)) if not np.array_equal(a, b)]
+    assert [optimizer.variables[i] for i in changed] == [optimizer.iterations]
+
+
+@pytest.mark.parametrize("make", TWO_PASS, ids=["prodigy", "dadapt_adam"])
+def test_two_pass_rule_under_gradient_accumulation_and_ema(make):
+    """Two micro-steps of the same gradient make one update: the trajectory over 2n
+    micro-steps is the one over n steps (the bias correction counts updates, not calls)."""
+    with floatx("float64"):
+        accumulated = run(make(gradient_accumulation_steps=2, use_ema=True), (40,))[40]
+        plain = run(make(), (20,))[20]
+    assert_close(accumulated, plain, 1e-12)

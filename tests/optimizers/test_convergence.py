@@ -26,6 +26,44 @@ ROSENBROCK = {
     "RMSprop": (lambda: to.RMSprop(1e-3), 20000),
     "Adam": (lambda: to.Adam(0.02), 5000),
     "AdamW": (lambda: to.AdamW(0.02, weight_decay=0.0), 5000),
+    # Equal averaging weights (r=0) drag x, and so y, back along the whole valley (0.24 after
+    # 20,000 steps); t**2 weights (r=2) average the recent iterates.
+    "ScheduleFreeSGD": (lambda: to.ScheduleFreeSGD(1.5e-3, r=2.0), 20000),
+    # The wrappers' rows check the trained (fast) weights.
+    "Lookahead": (lambda: to.Lookahead(to.Adam(0.02)), 5000),
+    "SWA": (lambda: to.SWA(to.Adam(0.02), start_averaging=1000, average_period=10), 5000),
+    # At a constant multiplier 1.0 Prodigy's d overshoots the valley's scale and the iterate
+    # wanders (1e-4 at 1,000 steps, 0.04 at 5,000); the authors pair it with cosine annealing.
+    "Prodigy": (lambda: to.Prodigy(keras.optimizers.schedules.CosineDecay(1.0, 5000)), 5000),
+    "DAdaptAdam": (lambda: to.DAdaptAdam(), 5000),
+    "RAdam": (lambda: to.RAdam(0.02), 5000),
+    # The momentum-SGD steps below rho_t = 5 (degenerated_to_sgd, the authors' default) take the
+    # raw gradient (~155 at the start): at 0.02 they throw the iterate out of the valley, so the
+    # rate is 0.01 and the budget twice Adam's (0.0102 at 5,000 steps).
+    "AdaBelief": (lambda: to.AdaBelief(0.01), 10000),
+    "Yogi": (lambda: to.Yogi(0.05), 2000),
+    "NovoGrad": (lambda: to.NovoGrad(0.002), 2000),
+    # The point is a 2-vector, which LARS excludes by default; here the ratio is what is
+    # tested. Each step moves ~lr * eta * |point| (normalised steps): 2e-3 at 5,000 steps.
+    "LARS": (lambda: to.LARS(1.0, exclude_bias_and_norm=False), 5000),
+    "LazyAdam": (lambda: to.LazyAdam(0.02), 5000),
+    # Learning-rate-free: the bets need ~10,000 steps to find the valley's scale (0.05 at
+    # 10,000 steps, 6e-4 at 20,000).
+    "COCOB": (lambda: to.COCOB(), 20000),
+    "ProximalAdagrad": (lambda: to.ProximalAdagrad(1.0), 20000),
+    "Adan": (lambda: to.Adan(0.01), 2000),
+    "MADGRAD": (lambda: to.MADGRAD(3e-3), 2000),
+    # beta_3=0.9999 (the default) remembers the steep first steps for ~10,000 steps and the
+    # slow EMA keeps pushing along the valley's old direction (0.03 at 5,000 steps); 0.999
+    # forgets in time (5e-10 at 5,000).
+    "AdEMAMix": (lambda: to.AdEMAMix(0.02, beta_3=0.999), 5000),
+    # beta_2=0.9999 (the default) keeps v at the first gradients' scale (|g| ~ 155) for
+    # thousands of steps, so the normalised steps are tiny (0.43 at 5,000 steps even at rate
+    # 0.05); ADOPT converges for any beta_2, and 0.99 adapts within ~100 steps (4e-4 at 2,000).
+    "ADOPT": (lambda: to.ADOPT(0.01, beta_2=0.99), 2000),
+    # precondition_1d gives the 2-D point its 2 x 2 preconditioner (without it SOAP is Adam
+    # with a first step that does not move); weight decay would move the optimum.
+    "SOAP": (lambda: to.SOAP(0.01, weight_decay=0.0, precondition_1d=True), 1000),
 }
 
 DIGITS = {
@@ -36,6 +74,26 @@ DIGITS = {
     "RMSprop": (lambda: to.RMSprop(0.01), 100),
     "Adam": (lambda: to.Adam(0.05), 100),
     "AdamW": (lambda: to.AdamW(0.05), 100),
+    "ScheduleFreeSGD": (lambda: to.ScheduleFreeSGD(1.0), 100),
+    "Lookahead": (lambda: to.Lookahead(to.Adam(0.05)), 100),
+    "SWA": (lambda: to.SWA(to.SGD(0.5, momentum=0.9), start_averaging=50, average_period=5), 100),
+    "Prodigy": (lambda: to.Prodigy(), 100),
+    "DAdaptAdam": (lambda: to.DAdaptAdam(), 100),
+    "RAdam": (lambda: to.RAdam(0.05), 100),
+    "AdaBelief": (lambda: to.AdaBelief(0.05), 100),
+    "Yogi": (lambda: to.Yogi(0.05), 100),
+    "NovoGrad": (lambda: to.NovoGrad(0.05), 100),
+    # The kernel starts at zero: the first step takes ratio 1 (plain SGD), then ~lr * eta of
+    # the kernel's norm per step.
+    "LARS": (lambda: to.LARS(5.0), 100),
+    "LazyAdam": (lambda: to.LazyAdam(0.05), 100),
+    "COCOB": (lambda: to.COCOB(), 100),
+    "ProximalAdagrad": (lambda: to.ProximalAdagrad(0.5), 100),
+    "Adan": (lambda: to.Adan(0.05), 100),
+    "MADGRAD": (lambda: to.MADGRAD(0.01), 100),
+    "AdEMAMix": (lambda: to.AdEMAMix(0.05), 100),
+    "ADOPT": (lambda: to.ADOPT(0.05), 100),
+    "SOAP": (lambda: to.SOAP(0.1), 100),
 }
 
 

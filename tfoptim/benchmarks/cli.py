@@ -13,9 +13,37 @@ def add_arguments(parser):
     speed.add_argument("--workloads", nargs="+", help="subset of workloads")
     speed.add_argument("--modes", nargs="+", default=["graph", "xla"], choices=["graph", "xla"])
     speed.add_argument("--rounds", type=int, default=7, help="alternating rounds per measurement")
+    search = sub.add_parser(
+        "search", help="best accuracy found by tuning the optimizer, against Adam(1e-3) and "
+        "KerasTuner's HyperResNet-style choice, on the digits MLP")
+    search.add_argument("--output", default="tfoptim-bench", help="folder for search.json and search.png")
+    search.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
+    search.add_argument("--trials", type=int, default=20, help="random-search trials (default: %(default)s)")
+    search.add_argument("--epochs", type=int, default=20, help="epochs per trial (default: %(default)s)")
+    convergence = sub.add_parser(
+        "convergence", help="steps and seconds to a target on small problems, every optimizer")
+    convergence.add_argument("--output", default="tfoptim-bench/convergence",
+                             help="folder for results.json, results.md and the plots (default: %(default)s)")
+    convergence.add_argument("--quick", action="store_true",
+                             help="a handful of optimizers, short budgets, one seed (about two minutes)")
+    convergence.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all)")
+    convergence.add_argument("--problems", nargs="+", help="subset of problems (default: all)")
+    convergence.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 (--quick: 0)")
+    convergence.add_argument("--sweep", nargs="+", type=float, metavar="FACTOR",
+                             help="learning-rate factors times each default (default: 0.1 0.3 1 3 10 30 "
+                                  "100; --quick: 1 10 100); 1, the default, always runs")
+    convergence.add_argument("--reuse", action="store_true",
+                             help="take results from OUTPUT/results.json where nothing that decides them "
+                                  "changed (optimizer source, problems, seeds, sweep): adding an optimizer, "
+                                  "or resuming an interrupted run, costs only the missing runs")
+    convergence.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args):
+    if args.benchmark == "search":
+        return run_search(args)
+    if args.benchmark == "convergence":
+        return run_convergence(args)
     from tfoptim.benchmarks import speed
 
     known = speed.twins()
@@ -33,3 +61,34 @@ def run(args):
     print(speed.format_table(results, machine))
     speed.write(results, machine, args.output)
     print(f"wrote {Path(args.output) / 'speed.json'} and {Path(args.output) / 'speed.png'}")
+
+
+def run_search(args):
+    from tfoptim.benchmarks import search
+
+    results = search.run_search_benchmark(seeds=args.seeds, trials=args.trials, epochs=args.epochs)
+    summary = search.write(results, search.machine_info(), args.output)
+    print(search.format_table(summary))
+    print(f"wrote {Path(args.output) / 'search.json'} and {Path(args.output) / 'search.png'}")
+
+
+def run_convergence(args):
+    from tfoptim.benchmarks import convergence, problems
+
+    for name in args.problems or []:
+        if name not in problems.PROBLEMS:
+            raise SystemExit(f"unknown problem {name!r}; choose from {list(problems.PROBLEMS)}")
+    if args.sweep is not None and min(args.sweep) <= 0:
+        raise SystemExit("--sweep factors must be > 0")
+    try:
+        payload = convergence.run_benchmark(
+            optimizers=args.optimizers, problems=args.problems, seeds=args.seeds, sweep=args.sweep,
+            quick=args.quick, progress=not args.no_progress,
+            reuse=Path(args.output) / "results.json" if args.reuse else None,
+            checkpoint=Path(args.output) / "results.json",
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    print(convergence.format_table(payload))
+    convergence.write(payload, args.output)
+    print(f"wrote {Path(args.output) / 'results.json'}, results.md, profile.png and curves_*.png")

@@ -1,5 +1,6 @@
 """Training callbacks: learning-rate finder, convergence stopping, optimizer health, plateau
-reduction that works with schedules, non-finite recovery, time stopping and a progress bar.
+reduction that works with schedules, non-finite recovery, time stopping, a progress bar, and
+the switch to evaluation weights (schedule-free, SWA, Lookahead, EMA).
 
 Each is a ``keras.callbacks.Callback`` for ``model.fit``; they work with every Keras and tfoptim
 optimizer, float or scheduled learning rates, ``LossScaleOptimizer``/``MultiOptimizer`` and
@@ -7,6 +8,13 @@ optimizer, float or scheduled learning rates, ``LossScaleOptimizer``/``MultiOpti
 """
 
 from tfoptim.callbacks.convergence_stopping import ConvergenceStopping
+from tfoptim.callbacks.evaluation_weights import (
+    EvaluationWeights,
+    assign_evaluation_weights,
+    evaluation_values,
+    evaluation_weights,
+    update_batch_norm,
+)
 from tfoptim.callbacks.lr_finder import (
     LearningRateFinder,
     LearningRateFinderResult,
@@ -21,6 +29,7 @@ from tfoptim.callbacks.time_stopping import TimeStopping
 
 __all__ = [
     "ConvergenceStopping",
+    "EvaluationWeights",
     "LearningRateFinder",
     "LearningRateFinderResult",
     "NonFiniteRecovery",
@@ -29,5 +38,9 @@ __all__ = [
     "ScaledSchedule",
     "ScheduleAwareReduceLROnPlateau",
     "TimeStopping",
+    "assign_evaluation_weights",
+    "evaluation_values",
+    "evaluation_weights",
     "find_learning_rate",
+    "update_batch_norm",
 ]

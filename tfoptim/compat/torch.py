@@ -19,6 +19,9 @@ RMSprop       ``alpha`` is Keras's ``rho`` (0.99 vs 0.9); epsilon outside the sq
 Adam          epsilon added after bias correction (``bias_corrected_epsilon=True``); epsilon
               1e-8; ``weight_decay`` is coupled L2 unless ``decoupled_weight_decay=True``.
 AdamW         as Adam, with decoupled decay defaulting to 0.01 (Keras AdamW: 0.004).
+RAdam         (no Keras built-in) ``RAdam(degenerated_to_sgd=True)``: the momentum step while
+              ``rho_t <= 5``; epsilon 1e-8 on the raw ``sqrt(v)``; coupled L2 unless
+              ``decoupled_weight_decay=True``.
 ============  ===================================================================================
 """
 
@@ -146,3 +149,24 @@ def AdamW(lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=Fal
     """``torch.optim.AdamW``: decoupled decay ``theta <- theta * (1 - lr * weight_decay)``, then Adam
     (PyTorch's own ``Adam(decoupled_weight_decay=True)``)."""
     return Adam(lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True)
+
+
+def RAdam(lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, *, maximize=False):
+    """``torch.optim.RAdam``: the rectified step once ``rho_t > 5``, the momentum step
+    ``theta <- theta - lr * m / (1 - beta1**t)`` before; ``weight_decay`` is coupled L2, or
+    ``theta <- theta * (1 - lr * weight_decay)`` with ``decoupled_weight_decay``. (tfoptim's
+    threshold is ``rho_t >= 5``; no step has ``rho_t = 5`` exactly.)"""
+    _no_maximize(maximize)
+    beta_1, beta_2 = _betas(betas)
+    check_positive("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
+    decay = dict(weight_decay=weight_decay) if decoupled_weight_decay else dict(coupled_weight_decay=weight_decay)
+    return optimizers.RAdam(
+        learning_rate=_lr(lr),
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=eps,
+        degenerated_to_sgd=True,
+        **decay,
+        **EXACT,
+    )

@@ -4,30 +4,66 @@ Use them anywhere a Keras optimizer goes: ``model.compile(optimizer=tfoptim.opti
 or ``optimizer.apply_gradients(zip(grads, variables))`` in a custom loop.
 """
 
+from tfoptim.optimizers.ada_belief import AdaBelief
 from tfoptim.optimizers.adagrad import Adagrad
 from tfoptim.optimizers.adam import Adam
 from tfoptim.optimizers.adamw import AdamW
+from tfoptim.optimizers.adan import Adan
+from tfoptim.optimizers.ademamix import AdEMAMix
+from tfoptim.optimizers.adopt import ADOPT
 from tfoptim.optimizers.base import (
     FAST_PATH_MIN_SIZE,
     STATELESS_FAST_PATH_MIN_SIZE,
     Optimizer,
     fast_path_enabled,
 )
+from tfoptim.optimizers.cocob import COCOB
+from tfoptim.optimizers.dadapt_adam import DAdaptAdam
 from tfoptim.optimizers.dynamic_gradient_descent import DynamicGradientDescent
 from tfoptim.optimizers.gradient_descent import GradientDescent
+from tfoptim.optimizers.lars import LARS
+from tfoptim.optimizers.lazy_adam import LazyAdam
+from tfoptim.optimizers.lookahead import Lookahead
+from tfoptim.optimizers.madgrad import MADGRAD
+from tfoptim.optimizers.novograd import NovoGrad
+from tfoptim.optimizers.prodigy import Prodigy
+from tfoptim.optimizers.proximal_adagrad import ProximalAdagrad
+from tfoptim.optimizers.radam import RAdam
 from tfoptim.optimizers.rmsprop import RMSprop
+from tfoptim.optimizers.schedule_free_sgd import ScheduleFreeSGD
 from tfoptim.optimizers.sgd import SGD
+from tfoptim.optimizers.soap import SOAP
+from tfoptim.optimizers.swa import SWA
+from tfoptim.optimizers.yogi import Yogi
 
 __all__ = [
+    "ADOPT",
+    "AdEMAMix",
+    "AdaBelief",
     "Adagrad",
     "Adam",
     "AdamW",
+    "Adan",
+    "COCOB",
+    "DAdaptAdam",
     "DynamicGradientDescent",
     "FAST_PATH_MIN_SIZE",
     "GradientDescent",
+    "LARS",
+    "LazyAdam",
+    "Lookahead",
+    "MADGRAD",
+    "NovoGrad",
     "Optimizer",
+    "Prodigy",
+    "ProximalAdagrad",
+    "RAdam",
     "RMSprop",
     "SGD",
+    "SOAP",
     "STATELESS_FAST_PATH_MIN_SIZE",
+    "SWA",
+    "ScheduleFreeSGD",
+    "Yogi",
     "fast_path_enabled",
 ]

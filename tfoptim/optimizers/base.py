@@ -19,6 +19,8 @@ what each rule would otherwise repeat:
   step is skipped (variables, slots and ``iterations`` untouched) and ``skipped_steps`` counts it.
   Without it, non-finite gradients flow into the state as in Keras.
 * **The fast path** (``fast_path``): see :meth:`Optimizer._backend_update_step`.
+* **Rules that reduce over all variables** (D-Adaptation, Prodigy): see
+  :meth:`Optimizer.collect_statistics`.
 """
 
 import inspect
@@ -84,6 +86,14 @@ class Optimizer(keras.optimizers.Optimizer):
             ``ema_overwrite_frequency``, ``loss_scale_factor``, ``gradient_accumulation_steps``,
             ``name``). Unknown keywords raise ``ValueError``.
     """
+
+    #: False for a rule that XLA compiles badly: the fast path leaves all its variables to
+    #: Keras's per-variable loop (SOAP: XLA's CPU eigendecomposition is ~20x slower than
+    #: LAPACK's and less accurate).
+    fast_path_compatible = True
+    #: True for a rule that applies Keras's decoupled ``weight_decay`` itself, where its
+    #: reference implementation does (SOAP: after the step); the base then leaves it out.
+    weight_decay_in_rule = False
 
     def __init__(
         self,
@@ -183,8 +193,43 @@ class Optimizer(keras.optimizers.Optimizer):
         ``exact_hyperparameters``."""
         return float(value) if self.exact_hyperparameters else float(np.float32(value))
 
+    # -- rules that reduce over all variables ----------------------------------------------
+
+    def collect_statistics(self, gradient, variable, learning_rate):
+        """First pass of a rule whose step needs sums over every variable (D-Adaptation,
+        Prodigy: the step size comes from inner products and norms over all parameters).
+
+        A rule that overrides this and :meth:`apply_statistics` is stepped in two passes over
+        all variables, where Keras would call ``update_step`` once per variable:
+
+        1. ``collect_statistics(gradient, variable, learning_rate)`` for every variable, before
+           any is updated. It may update the variable's slots and returns a tuple of scalar
+           tensors; the tuples are added up over the variables, in order.
+        2. ``apply_statistics(totals, learning_rate)`` once, with the sums. It updates the
+           rule's global state (scalar optimizer variables created in ``build``, so saving
+           and loading resume it) and returns the rate of this step: the decoupled
+           ``weight_decay`` scales with it (``theta <- theta - rate * wd * theta``) and
+           ``update_step`` receives it.
+        3. ``update_step(gradient, variable, rate)`` for every variable.
+
+        ``coupled_weight_decay`` enters the gradient once, before the first pass; sparse
+        gradients are made dense. The passes run wherever the step runs: once per device on
+        the all-reduced gradients under ``tf.distribute`` (each replica computes the same
+        sums, no extra communication), and all in one XLA call on the fast path.
+        """
+        return None
+
+    def apply_statistics(self, totals, learning_rate):
+        """Second pass of a rule that reduces over all variables: see
+        :meth:`collect_statistics`."""
+        raise NotImplementedError(f"{type(self).__name__} collects statistics, never applies them.")
+
+    @property
+    def _reduces_over_variables(self):
+        return type(self).collect_statistics is not Optimizer.collect_statistics
+
     def _apply_weight_decay(self, variables):
-        # Decoupled decay runs per variable in _update_variable, after the coupled term has read
+        # Decoupled decay runs per variable in _decay_and_update, after the coupled term has read
         # the weights the gradient was taken at.
         pass
 
@@ -200,11 +245,16 @@ class Optimizer(keras.optimizers.Optimizer):
         freely between the two), and the numbers are the same up to floating-point
         reassociation. It steps aside (to Keras's per-variable loop) for small variables,
         sparse gradients, under any ``tf.distribute`` strategy, inside a step that is already
-        XLA-compiled, on non-TensorFlow backends, and when turned off.
+        XLA-compiled, on non-TensorFlow backends, and when turned off. For a rule that reduces
+        over all variables (:meth:`collect_statistics`) the call takes every variable, small
+        ones included, as soon as one is large enough.
         """
+        if self._reduces_over_variables:
+            # The step touches every element anyway (the slots decay everywhere), and dense
+            # gradients keep the fused call's signature fixed.
+            grads = [ops.convert_to_tensor(g) if _is_sparse(g) else g for g in grads]
         if keras.backend.backend() != "tensorflow":
-            for gradient, variable in zip(grads, trainable_variables):
-                self._update_variable(variable, gradient, learning_rate)
+            self._update_variables(grads, trainable_variables, learning_rate)
             return
         if not self._fast_path_applies():
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
@@ -214,6 +264,9 @@ class Optimizer(keras.optimizers.Optimizer):
         for g, v in zip(grads, trainable_variables):
             size = (v.shape.num_elements() if hasattr(v.shape, "num_elements") else v.size) or 0
             (fused if size >= threshold and not _is_sparse(g) else rest).append((g, v))
+        if self._reduces_over_variables and fused:
+            # The statistics need every variable before any is updated: one call does all.
+            fused, rest = fused + rest, []
         if rest:
             super()._backend_update_step(
                 [g for g, _ in rest], [v for _, v in rest], learning_rate
@@ -225,28 +278,63 @@ class Optimizer(keras.optimizers.Optimizer):
             update([g for g, _ in fused], tf.convert_to_tensor(learning_rate))
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        if self._reduces_over_variables:
+            # The whole step once per device, on that device's copy of the all-reduced
+            # gradients: inside the update context every variable (model, slots, global
+            # state) reads and writes its local copy, so the replicas stay identical.
+            grads, variables = [list(x) for x in zip(*grads_and_vars)]
+            distribution.extended.update(
+                variables[0],
+                lambda _, grads: self._update_variables(grads, variables, learning_rate),
+                args=(grads,),
+                group=False,
+            )
+            return
         # Keras's TF loop, over the all-reduced gradients, calling _update_variable.
         for gradient, variable in grads_and_vars:
             distribution.extended.update(
                 variable, self._update_variable, args=(gradient, learning_rate), group=False
             )
 
+    def _update_variables(self, grads, variables, learning_rate):
+        """One step over ``variables`` in the current device context: per variable, or in
+        the two passes of :meth:`collect_statistics`."""
+        if not self._reduces_over_variables:
+            for gradient, variable in zip(grads, variables):
+                self._update_variable(variable, gradient, learning_rate)
+            return
+        grads = [self._add_coupled_weight_decay(v, g) for g, v in zip(grads, variables)]
+        totals = None
+        for gradient, variable in zip(grads, variables):
+            terms = self.collect_statistics(gradient, variable, learning_rate)
+            totals = terms if totals is None else tuple(map(ops.add, totals, terms))
+        rate = self.apply_statistics(totals, learning_rate)
+        for gradient, variable in zip(grads, variables):
+            self._decay_and_update(variable, gradient, rate)
+
     def _update_variable(self, variable, gradient, learning_rate):
         """One variable's step, after any all-reduce (so replicas add the L2 term once):
         coupled L2 from the current weights, decoupled decay, then the rule."""
-        if self.coupled_weight_decay:
-            gradient = ops.convert_to_tensor(gradient)
-            gradient = ops.add(
-                gradient, ops.multiply(ops.cast(variable, gradient.dtype), self.coupled_weight_decay)
-            )
-        if self.weight_decay and self._use_weight_decay(variable):
+        gradient = self._add_coupled_weight_decay(variable, gradient)
+        self._decay_and_update(variable, gradient, learning_rate)
+
+    def _add_coupled_weight_decay(self, variable, gradient):
+        if not self.coupled_weight_decay:
+            return gradient
+        gradient = ops.convert_to_tensor(gradient)
+        return ops.add(
+            gradient, ops.multiply(ops.cast(variable, gradient.dtype), self.coupled_weight_decay)
+        )
+
+    def _decay_and_update(self, variable, gradient, learning_rate):
+        if self.weight_decay and not self.weight_decay_in_rule and self._use_weight_decay(variable):
             rate = ops.cast(learning_rate, variable.dtype)
             decay = self.hyperparameter(self.weight_decay)
             self.assign_sub(variable, ops.multiply(ops.multiply(variable, decay), rate))
         self.update_step(gradient, variable, learning_rate)
 
     def _fast_path_applies(self):
-        if not (self.fast_path and fast_path_enabled()):
+        if not (self.fast_path and self.fast_path_compatible and fast_path_enabled()):
             return False
         import tensorflow as tf
         from tensorflow.python.framework import ops as tf_ops
@@ -267,8 +355,7 @@ class Optimizer(keras.optimizers.Optimizer):
 
             @tf.function(jit_compile=True, autograph=False)
             def update(grads, learning_rate):
-                for gradient, variable in zip(grads, variables):
-                    self._update_variable(variable, gradient, learning_rate)
+                self._update_variables(grads, variables, learning_rate)
 
             self._fused_updates[key] = update
         return self._fused_updates[key]

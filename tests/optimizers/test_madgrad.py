@@ -1,0 +1,87 @@
+"""MADGRAD follows the authors' ``madgrad`` package (1.3, facebookresearch).
+
+References recorded once by ``tests/fixtures/record_modern_a.py`` (float64, 200 steps of
+``tests/reference_problem.py``): the defaults, no momentum (``x0`` recomputed each step), other
+momentum and epsilon, and both weight decays: the official ``weight_decay`` is tfoptim's
+``coupled_weight_decay``, the official ``decouple_decay=True`` tfoptim's ``weight_decay``.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import tfoptim.optimizers as to
+from recorded_trajectories import Recorded
+from trajectory import assert_close, floatx, run
+
+RECORDED = Recorded("modern_a")
+# Same formulas in another order: float64 rounding over 200 steps stays below 1e-12 relative...
+RTOL = 1e-12
+# ...except without momentum: the iterate oscillates about param1's optimum from step ~50 and
+# the 1e-16 differences of ``v**(1/3)`` (TF's and torch's pow) grow to ~5e-10 by step 100.
+LOOSER = {"madgrad_no_momentum": 1e-9, "madgrad_no_momentum_decoupled_wd": 1e-9}
+LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
+
+
+def from_reference(kwargs):
+    """``madgrad.MADGRAD`` arguments as tfoptim's."""
+    kwargs = dict(kwargs)
+    decay = "weight_decay" if kwargs.pop("decouple_decay", False) else "coupled_weight_decay"
+    names = {"lr": "learning_rate", "eps": "epsilon", "momentum": "momentum", "weight_decay": decay}
+    return {names[k]: v for k, v in kwargs.items()}
+
+
+@pytest.mark.parametrize("config_id", RECORDED.config_ids("MADGRAD"))
+def test_matches_reference(config_id):
+    kwargs = from_reference(RECORDED.manifest["configs"][config_id]["kwargs"])
+    make = lambda: to.MADGRAD(exact_hyperparameters=True, **kwargs)  # noqa: E731
+    assert RECORDED.relative_difference(config_id, make) <= LOOSER.get(config_id, RTOL)
+
+
+@pytest.mark.parametrize("momentum, slots", [(0.9, 3), (0.0, 2)])
+def test_initial_point_slot_only_with_momentum(momentum, slots):
+    variable = keras.Variable(np.ones(4))
+    optimizer = to.MADGRAD(momentum=momentum)
+    optimizer.build([variable])
+    assert len(optimizer.variables) - optimizer._base_variable_count == slots
+
+
+def test_zero_epsilon_and_zero_gradient_give_a_zero_step():
+    """With ``epsilon=0`` a coordinate that has seen only zero gradients has ``v = 0``: the
+    official code makes its step 0 (not 0/0)."""
+    variable = keras.Variable(np.array([1.0, 2.0]))
+    optimizer = to.MADGRAD(0.1, momentum=0.0, epsilon=0.0)
+    for _ in range(3):
+        optimizer.apply([np.array([0.0, 1.0])], [variable])
+    assert variable.numpy()[0] == 1.0 and np.isfinite(variable.numpy()[1])
+
+
+# Without momentum MADGRAD's effective step grows like sqrt(t) and, among the 50,000
+# coordinates, some orbit their optimum chaotically from step ~20: XLA's reassociation (1e-16)
+# grows to 1e-2 by step 100. Ten steps still compare every operation of the rule. 1e-10: XLA's
+# float64 pow differs from TF's kernel in the last bit, and ``x0 - s / v**(1/3)`` cancels.
+@pytest.mark.parametrize("momentum, steps", [(0.9, 200), (0.0, 10)])
+def test_fast_path_follows_the_slow_path(momentum, steps):
+    kwargs = dict(learning_rate=0.01, momentum=momentum, weight_decay=0.05)
+    with floatx("float64"):
+        fast_optimizer = to.MADGRAD(**kwargs)
+        fast = run(fast_optimizer, (1, steps), shapes=LARGE)
+        slow = run(to.MADGRAD(fast_path=False, **kwargs), (1, steps), shapes=LARGE)
+    assert len(fast_optimizer._fused_updates) == 1
+    for step in (1, steps):
+        assert_close(fast[step], slow[step], 1e-10)
+
+
+INVALID = [
+    (dict(momentum=1.0), "momentum"),
+    (dict(momentum=-0.1), "momentum"),
+    (dict(epsilon=-1e-6), "epsilon"),
+    (dict(learning_rate=-0.01), "learning_rate"),
+    (dict(weight_decay=-0.1), "weight_decay"),
+]
+
+
+@pytest.mark.parametrize("kwargs, argument", INVALID, ids=[a for _, a in INVALID])
+def test_invalid_arguments_raise_at_construction(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        to.MADGRAD(**kwargs)

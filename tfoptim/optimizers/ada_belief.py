@@ -1,0 +1,165 @@
+import keras
+from keras import ops
+
+from tfoptim._validation import (
+    check_non_negative,
+    check_positive,
+    check_range,
+    check_steps,
+    check_unit_interval,
+)
+from tfoptim.optimizers._moments import (
+    bias_correction,
+    local_step,
+    rectification,
+    update_moment,
+    warmup_learning_rate,
+)
+from tfoptim.optimizers.base import Optimizer
+
+
+@keras.saving.register_keras_serializable(package="tfoptim")
+class AdaBelief(Optimizer):
+    """AdaBelief: Adam scaled by the spread of the gradient around its EMA, not its magnitude.
+
+    Update rule at step ``t = 1, 2, ...``::
+
+        m     <- beta_1 * m + (1 - beta_1) * g
+        s     <- beta_2 * s + (1 - beta_2) * (g - m)**2 + eps     (amsgrad: s_max <- max(s_max, s))
+        theta <- theta - alpha / (1 - beta_1**t) * m / (sqrt(s / (1 - beta_2**t)) + eps)
+
+    ``s``, the "belief", is small where the gradient agrees with its prediction ``m`` and the
+    step is then large; epsilon is added twice, inside ``s`` (stored) and to the denominator.
+
+    With ``rectify=True`` (the default of the authors' package since 0.1.0; not in the paper)
+    the step is RAdam's, ``rho_t`` and ``r_t`` as in :class:`RAdam`::
+
+        if rho_t >= sma_threshold:
+            theta <- theta - alpha * r_t * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(s) + eps)
+        elif degenerated_to_sgd:
+            theta <- theta - alpha / (1 - beta_1**t) * m
+        else: theta unchanged
+
+    Defaults and both forms follow the authors' ``adabelief_pytorch`` 0.2.1 (epsilon 1e-16,
+    rectification and the momentum step below the threshold on, weight decay decoupled, i.e.
+    Keras's ``weight_decay``; their ``weight_decouple=False`` is ``coupled_weight_decay``). Its
+    rectified step adds epsilon to the raw ``sqrt(s)`` while its plain step adds it after the
+    bias correction; TFA's ``AdaBelief`` adds it after the correction in both:
+    ``bias_corrected_epsilon=True``, which only changes the rectified step. With
+    ``amsgrad`` and ``rectify`` both on, the authors' code tracks ``s_max`` but its rectified
+    step reads ``s``; here (as in TFA) it reads ``s_max``. TFA's warm-up
+    (``total_steps``, ``warmup_proportion``, ``min_learning_rate``) works as in :class:`RAdam`.
+
+    Reference: Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris & Duncan, "AdaBelief
+    Optimizer: Adapting Stepsizes by the Belief in Observed Gradients" (NeurIPS 2020).
+
+    Args:
+        learning_rate: float >= 0, ``LearningRateSchedule`` or callable. Defaults to 0.001.
+        beta_1: decay of the first moment, in [0, 1). Defaults to 0.9.
+        beta_2: decay of the belief ``s``, in [0, 1). Defaults to 0.999.
+        epsilon: > 0. Defaults to 1e-16 (the authors suggest 1e-8 where SGD beats Adam; TFA:
+            1e-14).
+        rectify: take RAdam's rectified step. Defaults to True.
+        degenerated_to_sgd: below the threshold, take the momentum step (True) or none.
+            Defaults to True.
+        sma_threshold: smallest ``rho_t`` that takes the rectified step, >= 4. Defaults to 5.
+        bias_corrected_epsilon: in the rectified step, add epsilon after the bias correction of
+            ``s`` (TFA). Defaults to False.
+        amsgrad: use the running maximum of ``s``. Defaults to False.
+        total_steps: length of TFA's warm-up-and-decay, an integer >= 0; 0 turns it off.
+        warmup_proportion: fraction of ``total_steps`` spent warming up, in [0, 1]. Defaults
+            to 0.1.
+        min_learning_rate: rate reached at ``total_steps``, >= 0. Defaults to 0.
+        **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-16,
+        rectify=True,
+        degenerated_to_sgd=True,
+        sma_threshold=5.0,
+        bias_corrected_epsilon=False,
+        amsgrad=False,
+        total_steps=0,
+        warmup_proportion=0.1,
+        min_learning_rate=0.0,
+        name="ada_belief",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta_1 = check_unit_interval("beta_1", beta_1)
+        self.beta_2 = check_unit_interval("beta_2", beta_2)
+        self.epsilon = check_positive("epsilon", epsilon)
+        self.rectify = bool(rectify)
+        self.degenerated_to_sgd = bool(degenerated_to_sgd)
+        self.sma_threshold = check_range("sma_threshold", sma_threshold, 4.0)
+        self.bias_corrected_epsilon = bool(bias_corrected_epsilon)
+        self.amsgrad = bool(amsgrad)
+        self.total_steps = check_steps("total_steps", total_steps)
+        self.warmup_proportion = check_range("warmup_proportion", warmup_proportion, 0.0, 1.0)
+        self.min_learning_rate = check_non_negative("min_learning_rate", min_learning_rate)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._momentums, self._beliefs = self.add_optimizer_variables(
+            variables, ["momentum", "belief"]
+        )
+        self._belief_hats = []
+        if self.amsgrad:
+            self._belief_hats = self.add_optimizer_variables(variables, "belief_hat")
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # As in RAdam: the warm-up scales Keras's decoupled weight decay too, as TFA's does.
+        if self.total_steps:
+            learning_rate = warmup_learning_rate(self, learning_rate)
+        return super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        step = local_step(self, dtype)
+        learning_rate = ops.cast(learning_rate, step.dtype)
+        beta_2 = self.hyperparameter(self.beta_2)
+        correction_1 = bias_correction(self.hyperparameter(self.beta_1), step)
+        correction_2 = bias_correction(beta_2, step)
+        index = self._get_variable_index(variable)
+        m = self._momentums[index]
+        s = self._beliefs[index]
+        update_moment(self, m, gradient, self.beta_1)
+        update_moment(self, s, ops.square(ops.subtract(gradient, m)), self.beta_2)
+        self.assign(s, ops.add(s, self.epsilon))
+        if self.amsgrad:
+            s_hat = self._belief_hats[index]
+            self.assign(s_hat, ops.maximum(s_hat, s))
+            s = s_hat
+        root_2 = ops.cast(ops.sqrt(correction_2), dtype)
+        corrected = ops.add(ops.divide(ops.sqrt(s), root_2), self.epsilon)
+        if not self.rectify:
+            rate = ops.cast(learning_rate / correction_1, dtype)
+            self.assign_sub(variable, ops.divide(ops.multiply(m, rate), corrected))
+            return
+        rho, r = rectification(beta_2, step)
+        if self.bias_corrected_epsilon:
+            denominator = corrected
+            adaptive_rate = learning_rate * r / correction_1
+        else:
+            denominator = ops.add(ops.sqrt(s), self.epsilon)
+            adaptive_rate = learning_rate * r * ops.sqrt(correction_2) / correction_1
+        if self.degenerated_to_sgd:
+            plain_rate = learning_rate / correction_1
+        else:
+            plain_rate = ops.zeros_like(learning_rate)
+        self.assign_sub(
+            variable,
+            ops.where(
+                rho >= self.sma_threshold,
+                ops.divide(ops.multiply(m, ops.cast(adaptive_rate, dtype)), denominator),
+                ops.multiply(m, ops.cast(plain_rate, dtype)),
+            ),
+        )

@@ -1,0 +1,101 @@
+import keras
+from keras import ops
+
+from tfoptim._validation import check_positive, check_unit_interval
+from tfoptim.optimizers._moments import scalar_dtype
+from tfoptim.optimizers.base import Optimizer
+
+
+@keras.saving.register_keras_serializable(package="tfoptim")
+class ADOPT(Optimizer):
+    """ADOPT: Adam that normalises by the previous second moment, then takes the momentum.
+
+    The first step only initialises ``v <- g**2`` (the weights stay). Then, at update
+    ``k = 1, 2, ...`` (step ``k + 1``)::
+
+        n     <- clip(g / max(sqrt(v), eps), -k**clip_exponent, k**clip_exponent)
+        m     <- beta_1 * m + (1 - beta_1) * n
+        theta <- theta - alpha * m
+        v     <- beta_2 * v + (1 - beta_2) * g**2       (after its use: v holds no g_t)
+
+    Normalising ``g_t`` by a ``v`` that does not contain it, and before the momentum, is what
+    makes ADOPT converge for any ``beta_2``. The clip (``clip_exponent=None``: none, as in the
+    first version of the paper and code) bounds the first steps, while ``v`` rests on few
+    gradients. ``weight_decay`` is decoupled (``theta <- theta - alpha * wd * theta``) and, as in
+    the official code, skips the initialising step; L2 in the gradient is the base's
+    ``coupled_weight_decay`` (the official ``decouple=False``), which does enter ``v``'s start.
+
+    This is the official code's clipped version (Nov. 2024), whose threshold at update ``k`` is
+    ``k**0.25``; pytorch_optimizer's port uses ``(k + 1)**0.25`` and also decays the weights on
+    the initialising step. A later revision of the official code replaces the clip by an
+    epsilon schedule ``max(eps, beta_3**(k - 1))``; it is not implemented here.
+
+    Reference: Taniguchi, Harada, Minegishi, Oshima, Jeong, Nagahara, Iiyama, Suzuki, Iwasawa
+    & Matsuo, "ADOPT: Modified Adam Can Converge with Any beta_2 with the Optimal Rate"
+    (NeurIPS 2024, arXiv:2411.02853); official implementation iShohei220/adopt.
+
+    Args:
+        learning_rate: float >= 0, ``LearningRateSchedule`` or callable. Defaults to 0.001.
+        beta_1: decay of the momentum, in [0, 1). Defaults to 0.9.
+        beta_2: decay of the second moment, in [0, 1). Defaults to 0.9999.
+        epsilon: lower bound of ``sqrt(v)``, > 0. Defaults to 1e-6.
+        clip_exponent: the clip threshold is ``k**clip_exponent``, > 0; None: no clip.
+            Defaults to 0.25.
+        **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`; ``weight_decay`` (>= 0,
+            default None: none) is applied as described above.
+    """
+
+    #: ADOPT decays only on the steps that move the weights (not the first).
+    weight_decay_in_rule = True
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.9999,
+        epsilon=1e-6,
+        clip_exponent=0.25,
+        name="adopt",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta_1 = check_unit_interval("beta_1", beta_1)
+        self.beta_2 = check_unit_interval("beta_2", beta_2)
+        self.epsilon = check_positive("epsilon", epsilon)
+        self.clip_exponent = (
+            None if clip_exponent is None else check_positive("clip_exponent", clip_exponent)
+        )
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._momentums, self._velocities = self.add_optimizer_variables(
+            variables, ["momentum", "velocity"]
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        first = ops.equal(self.iterations, 0)
+        learning_rate = ops.cast(learning_rate, dtype)
+        index = self._get_variable_index(variable)
+        m = self._momentums[index]
+        v = self._velocities[index]
+        square = ops.square(gradient)
+
+        normalized = ops.divide(gradient, ops.maximum(ops.sqrt(v), self.epsilon))
+        if self.clip_exponent is not None:
+            # The update's index k: the steps before this one (the first step only set v).
+            updates = ops.cast(self.iterations, scalar_dtype(dtype))
+            bound = ops.cast(ops.power(updates, self.clip_exponent), dtype)
+            normalized = ops.clip(normalized, ops.negative(bound), bound)
+        m_new = ops.add(m, ops.multiply(ops.subtract(normalized, m), 1 - self.beta_1))
+        self.assign(m, ops.where(first, m, m_new))
+        moved = ops.subtract(variable, ops.multiply(m, learning_rate))
+        if self.weight_decay and self._use_weight_decay(variable):
+            rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(self.weight_decay)), dtype)
+            moved = ops.subtract(moved, ops.multiply(variable, rate))
+        self.assign(variable, ops.where(first, variable, moved))
+        v_new = ops.add(v, ops.multiply(ops.subtract(square, v), 1 - self.beta_2))
+        self.assign(v, ops.where(first, square, v_new))

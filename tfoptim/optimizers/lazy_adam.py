@@ -1,0 +1,108 @@
+import keras
+from keras import ops
+
+from tfoptim.optimizers._moments import bias_correction, local_step
+from tfoptim.optimizers.adam import Adam
+
+
+@keras.saving.register_keras_serializable(package="tfoptim")
+class LazyAdam(Adam):
+    """LazyAdam: Adam that, for sparse gradients, updates only the rows the gradient touches.
+
+    With a dense gradient it is :class:`Adam`, step for step. With a ``tf.IndexedSlices``
+    gradient (an ``Embedding`` lookup's, on the TensorFlow backend) the moments and the
+    variable change only in the rows ``i`` that received a gradient, with Adam's rule on those
+    rows and the global step ``t``::
+
+        m[i]     <- beta_1 * m[i] + (1 - beta_1) * g[i]
+        v[i]     <- beta_2 * v[i] + (1 - beta_2) * g[i]**2
+        theta[i] <- theta[i] - alpha * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m[i] / (sqrt(v[i]) + eps)
+
+    Rows absent from the batch keep their moments (Adam would decay them) and do not move
+    (Adam would keep moving them on their momentum). That costs time proportional to the rows
+    touched, not to the table, which is the point for large embeddings; it is also a
+    different trajectory from Adam's. Repeated indices are summed first, as TensorFlow's
+    optimizers always did. ``amsgrad`` (which TFA's ``LazyAdam`` rejects) and
+    ``bias_corrected_epsilon`` apply row-wise the same way.
+
+    What stays dense: ``coupled_weight_decay`` adds ``lambda * theta`` for every row, so the
+    gradient becomes dense and the step is Adam's; Keras's decoupled ``weight_decay`` shrinks
+    every row each step, touched or not.
+
+    Reference: TensorFlow Addons' ``tfa.optimizers.LazyAdam`` (after
+    ``tf.contrib.opt.LazyAdamOptimizer``), on Kingma & Ba, "Adam: A Method for Stochastic
+    Optimization" (ICLR 2015).
+
+    Args:
+        learning_rate: float >= 0, ``LearningRateSchedule`` or callable. Defaults to 0.001.
+        beta_1: decay of the first moment, in [0, 1). Defaults to 0.9.
+        beta_2: decay of the second moment, in [0, 1). Defaults to 0.999.
+        epsilon: > 0. Defaults to 1e-7.
+        amsgrad: use the running maximum of ``v`` (AMSGrad). Defaults to False.
+        bias_corrected_epsilon: where epsilon goes, see :class:`Adam`. Defaults to False.
+        **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        amsgrad=False,
+        bias_corrected_epsilon=False,
+        name="lazy_adam",
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate=learning_rate,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            amsgrad=amsgrad,
+            bias_corrected_epsilon=bias_corrected_epsilon,
+            name=name,
+            **kwargs,
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        # Only the TensorFlow backend hands optimizers sparse gradients (tf.IndexedSlices).
+        if not (hasattr(gradient, "indices") and hasattr(gradient, "values")):
+            return super().update_step(gradient, variable, learning_rate)
+        import tensorflow as tf
+
+        dtype = variable.dtype
+        rows, position = ops.unique(gradient.indices, return_inverse=True)
+        g = ops.segment_sum(
+            ops.cast(gradient.values, dtype), position, num_segments=ops.shape(rows)[0]
+        )
+        step = local_step(self, dtype)
+        learning_rate = ops.cast(learning_rate, step.dtype)
+        correction_1 = bias_correction(self.hyperparameter(self.beta_1), step)
+        correction_2 = bias_correction(self.hyperparameter(self.beta_2), step)
+        index = self._get_variable_index(variable)
+
+        def update_rows(slot, rows_value):
+            self.assign(slot, tf.IndexedSlices(rows_value, rows))
+
+        m_slot, v_slot = self._momentums[index], self._velocities[index]
+        m = ops.take(m_slot, rows, axis=0)
+        v = ops.take(v_slot, rows, axis=0)
+        m = ops.add(m, ops.multiply(ops.subtract(g, m), 1 - self.beta_1))
+        v = ops.add(v, ops.multiply(ops.subtract(ops.square(g), v), 1 - self.beta_2))
+        update_rows(m_slot, m)
+        update_rows(v_slot, v)
+        if self.amsgrad:
+            v_hat_slot = self._velocity_hats[index]
+            v = ops.maximum(ops.take(v_hat_slot, rows, axis=0), v)
+            update_rows(v_hat_slot, v)
+        if self.bias_corrected_epsilon:
+            root_2 = ops.cast(ops.sqrt(correction_2), dtype)
+            denominator = ops.add(ops.divide(ops.sqrt(v), root_2), self.epsilon)
+            step_size = ops.divide(learning_rate, correction_1)
+        else:
+            denominator = ops.add(ops.sqrt(v), self.epsilon)
+            step_size = ops.divide(ops.multiply(learning_rate, ops.sqrt(correction_2)), correction_1)
+        step_size = ops.cast(step_size, dtype)
+        delta = ops.divide(ops.multiply(m, step_size), denominator)
+        self.assign_sub(variable, tf.IndexedSlices(delta, rows))
