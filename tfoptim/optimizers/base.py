@@ -52,6 +52,30 @@ def _is_sparse(gradient):
     return hasattr(gradient, "indices") and hasattr(gradient, "values")
 
 
+def _dense(gradient):
+    """``gradient`` as a dense tensor (Keras's ``convert_to_tensor`` passes IndexedSlices on)."""
+    if not _is_sparse(gradient):
+        return gradient
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(gradient)
+
+
+def summed_duplicates(gradient):
+    """A sparse gradient with each row once, its duplicates' values added up.
+
+    An Embedding looked up twice in a batch sends the same row twice. Rules that square the
+    gradient (Adagrad, RMSprop, Adam, ...) must see the row's total ``(g1 + g2)**2``, as the
+    dense gradient gives, not ``g1**2 + g2**2``: Keras's own optimizers get this wrong."""
+    if not _is_sparse(gradient):
+        return gradient
+    import tensorflow as tf
+
+    rows, position = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, gradient.dense_shape)
+
+
 def all_finite(grads):
     """A scalar boolean tensor: every gradient entry is finite."""
     checks = [
@@ -252,7 +276,7 @@ class Optimizer(keras.optimizers.Optimizer):
         if self._reduces_over_variables:
             # The step touches every element anyway (the slots decay everywhere), and dense
             # gradients keep the fused call's signature fixed.
-            grads = [ops.convert_to_tensor(g) if _is_sparse(g) else g for g in grads]
+            grads = [_dense(g) for g in grads]
         if keras.backend.backend() != "tensorflow":
             self._update_variables(grads, trainable_variables, learning_rate)
             return
@@ -321,7 +345,7 @@ class Optimizer(keras.optimizers.Optimizer):
     def _add_coupled_weight_decay(self, variable, gradient):
         if not self.coupled_weight_decay:
             return gradient
-        gradient = ops.convert_to_tensor(gradient)
+        gradient = _dense(gradient)
         return ops.add(
             gradient, ops.multiply(ops.cast(variable, gradient.dtype), self.coupled_weight_decay)
         )
@@ -331,7 +355,7 @@ class Optimizer(keras.optimizers.Optimizer):
             rate = ops.cast(learning_rate, variable.dtype)
             decay = self.hyperparameter(self.weight_decay)
             self.assign_sub(variable, ops.multiply(ops.multiply(variable, decay), rate))
-        self.update_step(gradient, variable, learning_rate)
+        self.update_step(summed_duplicates(gradient), variable, learning_rate)
 
     def _fast_path_applies(self):
         if not (self.fast_path and self.fast_path_compatible and fast_path_enabled()):

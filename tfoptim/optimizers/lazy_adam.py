@@ -72,10 +72,8 @@ class LazyAdam(Adam):
         import tensorflow as tf
 
         dtype = variable.dtype
-        rows, position = ops.unique(gradient.indices, return_inverse=True)
-        g = ops.segment_sum(
-            ops.cast(gradient.values, dtype), position, num_segments=ops.shape(rows)[0]
-        )
+        # The base class has summed duplicate rows: each row appears once.
+        rows, g = gradient.indices, ops.cast(gradient.values, dtype)
         step = local_step(self, dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
         correction_1 = bias_correction(self.hyperparameter(self.beta_1), step)
