@@ -74,6 +74,8 @@ def twins():
         "AdaBelief": (lambda: to.AdaBelief(), lambda: K.Adam(), 2),
         "Yogi": (lambda: to.Yogi(), lambda: K.Adam(), 2),
         "NovoGrad": (lambda: to.NovoGrad(), lambda: K.SGD(0.01, momentum=0.9), 1),
+        # Slots of the parameter's shape; its per-dimension matrices come on top (README).
+        "SOAP": (lambda: to.SOAP(), lambda: K.Adam(), 2),
     }
 
 
