@@ -155,6 +155,16 @@ def test_warmup_is_a_fraction_of_the_total_steps():
     assert schedule.schedule.decay_steps == 900
 
 
+def test_warmup_is_inactive_for_one_cycle_whose_rise_is_its_warmup():
+    hp = kt.HyperParameters()
+    hp.values = {"optimizer": "adam", "adam/learning_rate": 1e-2, "schedule": "one_cycle"}
+    sample_optimizer(hp, optimizers=["adam"], schedules=["one_cycle", "cosine"],
+                     warmup=(0.0, 0.2), total_steps=1000)
+    assert not hp.is_active(hp._hps["warmup"][0])
+    hp.values["schedule"] = "cosine_decay"
+    assert hp.is_active(hp._hps["warmup"][0])
+
+
 def test_values_rebuild_the_optimizer():
     hp, optimizer = _sampled(("momentum", "adamw"), 3)
     again = optimizer_from_values(hp.values)

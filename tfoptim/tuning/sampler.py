@@ -176,11 +176,23 @@ def sample_optimizer(
                 for parameter, prior in schedule_space.SPECS[schedule].parameters.items():
                     _declare(hp, f"{prefix}{_SCHEDULE}/{schedule}/{parameter}", prior)
     if warmup and warmup[1] > 0:
-        if warmup[0] == warmup[1]:
-            hp.Fixed(f"{prefix}{_WARMUP}", warmup[0])
-        else:
-            hp.Float(f"{prefix}{_WARMUP}", warmup[0], warmup[1])
+        _declare_warmup(hp, prefix, warmup, schedule_names)
     return optimizer_from_values(hp.values, total_steps=total_steps, name=name)
+
+
+def _declare_warmup(hp, prefix, warmup, schedule_names):
+    """The warm-up fraction, active only for schedules that take one (not OneCycle's rise)."""
+    takers = [n for n in schedule_names if schedule_space.SPECS[n].takes_warmup]
+    if not takers:
+        return
+    if schedule_names != ["constant"] and takers != schedule_names:
+        with hp.conditional_scope(f"{prefix}{_SCHEDULE}", takers):
+            _declare_warmup(hp, prefix, warmup, takers)
+        return
+    if warmup[0] == warmup[1]:
+        hp.Fixed(f"{prefix}{_WARMUP}", warmup[0])
+    else:
+        hp.Float(f"{prefix}{_WARMUP}", warmup[0], warmup[1])
 
 
 def _arguments(spec, tune_arguments, user_priors):

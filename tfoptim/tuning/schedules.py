@@ -26,6 +26,8 @@ class ScheduleSpec:
     parameters: dict  # name -> Prior or list of choices
     build: object  # (peak_lr, params, decay_steps, warmup_steps) -> schedule or float
     own_warmup: bool = False
+    #: False where the schedule's own shape has no place for a warm-up (OneCycle's rise).
+    takes_warmup: bool = True
 
 
 def _k():
@@ -114,6 +116,7 @@ SPECS = {
         {"pct_start": Prior(0.1, 0.5), "anneal_strategy": ["cos", "linear"]},
         _one_cycle,
         own_warmup=True,
+        takes_warmup=False,
     ),
     "cyclical_learning_rate": ScheduleSpec(
         "cyclical_learning_rate",
