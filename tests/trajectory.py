@@ -8,6 +8,10 @@ import tensorflow as tf
 
 from reference_problem import SHAPES, STEPS, gradient, initial_problem
 
+#: Shapes that take every branch of the fast path: three small variables (updated together as
+#: one flat buffer) and two above ``FAST_PATH_MIN_SIZE`` (fused one by one).
+MIXED_SHAPES = ((3,), (4, 5), (7,), (200, 100), (30000,))
+
 
 @contextlib.contextmanager
 def floatx(dtype):

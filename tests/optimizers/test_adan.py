@@ -12,13 +12,12 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
-from trajectory import assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, floatx, run
 
 RECORDED = Recorded("modern_a")
 # Same formulas in another order (torch's lerp_ and addcdiv_): float64 rounding over 200 steps
 # stays below 3e-15 relative.
 RTOL = 1e-12
-LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
 
 
 def from_reference(kwargs):
@@ -55,9 +54,9 @@ def test_first_step_has_no_gradient_difference():
 def test_fast_path_follows_the_slow_path(no_prox):
     with floatx("float64"):
         fast_optimizer = to.Adan(0.01, weight_decay=0.1, no_prox=no_prox)
-        fast = run(fast_optimizer, (1, 200), shapes=LARGE)
+        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
         slow = run(to.Adan(0.01, weight_decay=0.1, no_prox=no_prox, fast_path=False), (1, 200),
-                   shapes=LARGE)
+                   shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1
     for step in (1, 200):
         assert_close(fast[step], slow[step], 1e-12)

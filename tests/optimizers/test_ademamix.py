@@ -12,13 +12,12 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
-from trajectory import assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, floatx, run
 
 RECORDED = Recorded("modern_a")
 # Same formulas in another order (torch's lerp_ and addcdiv_): float64 rounding over 200 steps
 # stays below 1e-15 relative.
 RTOL = 1e-12
-LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
 
 
 def from_reference(kwargs):
@@ -60,8 +59,8 @@ def test_fast_path_follows_the_slow_path():
     kwargs = dict(learning_rate=0.01, alpha_warmup=50, beta_3_warmup=100, weight_decay=0.05)
     with floatx("float64"):
         fast_optimizer = to.AdEMAMix(**kwargs)
-        fast = run(fast_optimizer, (1, 200), shapes=LARGE)
-        slow = run(to.AdEMAMix(fast_path=False, **kwargs), (1, 200), shapes=LARGE)
+        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
+        slow = run(to.AdEMAMix(fast_path=False, **kwargs), (1, 200), shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1
     for step in (1, 200):
         assert_close(fast[step], slow[step], 1e-12)

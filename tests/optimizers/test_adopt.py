@@ -13,13 +13,12 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
-from trajectory import assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, floatx, run
 
 RECORDED = Recorded("modern_a")
 # Same formulas in another order (torch's lerp_): float64 rounding over 200 steps stays below
 # 1e-15 relative.
 RTOL = 1e-12
-LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
 
 
 def from_reference(kwargs):
@@ -66,8 +65,8 @@ def test_fast_path_follows_the_slow_path(clip_exponent):
     kwargs = dict(learning_rate=0.01, beta_2=0.99, clip_exponent=clip_exponent, weight_decay=0.05)
     with floatx("float64"):
         fast_optimizer = to.ADOPT(**kwargs)
-        fast = run(fast_optimizer, (1, 200), shapes=LARGE)
-        slow = run(to.ADOPT(fast_path=False, **kwargs), (1, 200), shapes=LARGE)
+        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
+        slow = run(to.ADOPT(fast_path=False, **kwargs), (1, 200), shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1
     for step in (1, 200):
         assert_close(fast[step], slow[step], 1e-10)

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tfoptim.optimizers as to
 from reference_problem import gradient, initial_problem
-from trajectory import assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, floatx, run
 
 INVALID = [
     (lambda: to.SGD(learning_rate=-0.1), "learning_rate"),
@@ -113,7 +113,6 @@ def test_coupled_weight_decay_is_l2_added_to_the_gradient():
     assert_close(coupled, [v.numpy() for v in variables], 1e-12)
 
 
-LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
 
 
 @pytest.mark.parametrize(
@@ -131,18 +130,96 @@ def test_fast_path_follows_the_slow_path(make):
     RMSprop's ``v - mg**2`` cancels, magnifying XLA's reassociation to ~3e-11)."""
     with floatx("float64"):
         fast_optimizer = make(True)
-        fast = run(fast_optimizer, (1, 200), shapes=LARGE)
-        slow = run(make(False), (1, 200), shapes=LARGE)
+        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
+        slow = run(make(False), (1, 200), shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1
     for step in (1, 200):
         assert_close(fast[step], slow[step], 1e-10)
+
+
+# -- small variables as flat buffers ------------------------------------------------------------
+
+
+def test_small_variables_share_flat_slots_per_dtype_and_decay():
+    variables = [keras.Variable(np.ones(s, "float32"), name=n) for s, n in
+                 [((3,), "a"), ((4, 5), "b"), ((7,), "c_bias"), ((2,), "d_bias"), ((200, 100), "e")]]
+    variables.append(keras.Variable(np.ones(5, "float64"), name="f"))
+    optimizer = to.Adam(weight_decay=0.1)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    optimizer.build(variables)
+    groups = sorted((g.decays, [v.name for v in g.members]) for g in optimizer._groups)
+    # f is alone in float64, e is large: both keep per-variable slots.
+    assert groups == [(False, ["c_bias", "d_bias"]), (True, ["a", "b"])]
+    assert optimizer._momentums[0] is None and optimizer._momentums[4] is not None
+    assert [tuple(optimizer._momentums[g.index].shape) for g in optimizer._groups] == [(23,), (9,)]
+
+
+def missing_and_sparse_step(optimizer, variables, rows):
+    """One step where the first variable has no gradient and the second a sparse one with a
+    repeated row."""
+    sparse = tf.IndexedSlices(tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), tf.constant(rows), tf.constant([4, 2]))
+    optimizer.apply([None, sparse, tf.constant([0.5, -0.5, 1.0])], variables)
+
+
+def test_grouped_variables_without_a_gradient_or_with_a_sparse_one():
+    """Keras leaves a variable without a gradient, and its slots, as they are; a sparse
+    gradient acts as its dense sum. Both hold for variables that share flat slots."""
+    results = {}
+    for fast in (True, False):
+        variables = [keras.Variable(np.ones((5,)), dtype="float64"), keras.Variable(np.ones((4, 2)), dtype="float64"),
+                     keras.Variable(np.ones((3,)), dtype="float64")]
+        optimizer = to.Adam(0.1, fast_path=fast)
+        optimizer.apply([tf.ones(5, "float64"), tf.ones((4, 2), "float64"), tf.ones(3, "float64")], variables)
+        before = [optimizer.slot_value(optimizer._momentums, variables[0]).numpy()]
+        for _ in range(3):
+            missing_and_sparse_step(optimizer, variables, [0, 2, 0])
+        assert bool(optimizer._groups) == fast
+        np.testing.assert_array_equal(optimizer.slot_value(optimizer._momentums, variables[0]), before[0])
+        results[fast] = [v.numpy() for v in variables] + [
+            optimizer.slot_value(slots, v).numpy() for slots in (optimizer._momentums, optimizer._velocities) for v in variables
+        ]
+    # The grouped step runs inside XLA's fused call: the last bit may differ.
+    for fast, slow in zip(results[True], results[False]):
+        np.testing.assert_allclose(fast, slow, rtol=1e-15)
+
+
+def test_grouped_variables_inside_an_xla_compiled_step():
+    with floatx("float64"):
+        optimizer = to.RMSprop(0.01, centered=True, momentum=0.5)
+        xla = run(optimizer, (50,), shapes=MIXED_SHAPES, jit_compile=True)[50]
+        slow = run(to.RMSprop(0.01, centered=True, momentum=0.5, fast_path=False), (50,), shapes=MIXED_SHAPES)[50]
+    assert optimizer._groups and optimizer._fused_updates == {}
+    assert_close(xla, slow, 1e-10)
+
+
+def test_saved_layout_is_keras_per_variable_layout_on_both_paths():
+    """``save_own_variables`` writes the slow path's layout from flat slots; each path loads
+    what the other saved."""
+    stores = {}
+    optimizers = {}
+    for fast in (True, False):
+        with floatx("float64"):
+            optimizers[fast] = to.Adam(0.01, amsgrad=True, fast_path=fast)
+            run(optimizers[fast], (20,), shapes=MIXED_SHAPES)
+        stores[fast] = {}
+        optimizers[fast].save_own_variables(stores[fast])
+    assert optimizers[True]._groups and not optimizers[False]._groups
+    assert len(optimizers[True].variables) < len(optimizers[False].variables)
+    assert stores[True].keys() == stores[False].keys()
+    for key in stores[True]:
+        np.testing.assert_allclose(stores[True][key], stores[False][key], rtol=1e-10, atol=1e-14)
+    for fast in (True, False):
+        optimizers[fast].load_own_variables({k: np.ones_like(v) for k, v in stores[not fast].items()})
+        reloaded = {}
+        optimizers[fast].save_own_variables(reloaded)
+        assert all(np.all(v == 1) for v in reloaded.values())
 
 
 def test_environment_variable_turns_the_fast_path_off(monkeypatch):
     monkeypatch.setenv("TFOPTIM_FAST_PATH", "0")
     assert not to.fast_path_enabled()
     optimizer = to.Adam(0.01)
-    run(optimizer, (2,), dtype="float32", shapes=LARGE)
+    run(optimizer, (2,), dtype="float32", shapes=MIXED_SHAPES)
     assert optimizer._fused_updates == {}
 
 
@@ -205,10 +282,7 @@ def test_model_saved_by_the_slow_path_resumes_on_the_fast_path(tmp_path, monkeyp
     fast = keras.models.load_model(tmp_path / "slow.keras")
     fast.fit(x, y, batch_size=16, epochs=4, initial_epoch=2, shuffle=False, verbose=0)
     assert len(fast.optimizer._fused_updates) == 1
-    # Keras saves optimizer variables by position: same count, order and shapes on both paths.
-    assert [tuple(v.shape) for v in fast.optimizer.variables] == [
-        tuple(v.shape) for v in slow.optimizer.variables
-    ]
+    assert fast.optimizer._groups
     # float32 XLA fusion reassociates a few operations: agreement to float32 rounding.
     for a, b in zip(fast.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -228,10 +302,10 @@ def test_two_pass_rule_fuses_its_whole_step(make):
     call; float64 trajectories agree with the slow path to rounding."""
     with floatx("float64"):
         fast_optimizer = make(fast_path=True)
-        fast = run(fast_optimizer, (1, 100), shapes=LARGE)
-        slow = run(make(fast_path=False), (1, 100), shapes=LARGE)
+        fast = run(fast_optimizer, (1, 100), shapes=MIXED_SHAPES)
+        slow = run(make(fast_path=False), (1, 100), shapes=MIXED_SHAPES)
     ((key, _),) = fast_optimizer._fused_updates.items()
-    assert len(key) == len(LARGE)
+    assert len(key) == len(MIXED_SHAPES)
     for step in (1, 100):
         assert_close(fast[step], slow[step], 1e-10)
 

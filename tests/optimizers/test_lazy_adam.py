@@ -70,7 +70,9 @@ def test_sparse_gradients_match_tfa():
 def test_dense_gradients_are_adam(flags):
     with floatx("float64"):
         lazy = run(to.LazyAdam(0.01, **flags), (200,))[200]
-        adam = run(to.Adam(0.01, **flags), (200,))[200]
+        # LazyAdam's small variables take Keras's per-variable path (it is not elementwise on
+        # sparse rows), like Adam's without the fast path: the same kernels, bit for bit.
+        adam = run(to.Adam(0.01, fast_path=False, **flags), (200,))[200]
     for a, b in zip(lazy, adam):
         np.testing.assert_array_equal(a, b)
 

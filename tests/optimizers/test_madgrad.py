@@ -12,7 +12,7 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
-from trajectory import assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, floatx, run
 
 RECORDED = Recorded("modern_a")
 # Same formulas in another order: float64 rounding over 200 steps stays below 1e-12 relative...
@@ -20,7 +20,6 @@ RTOL = 1e-12
 # ...except without momentum: the iterate oscillates about param1's optimum from step ~50 and
 # the 1e-16 differences of ``v**(1/3)`` (TF's and torch's pow) grow to ~5e-10 by step 100.
 LOOSER = {"madgrad_no_momentum": 1e-9, "madgrad_no_momentum_decoupled_wd": 1e-9}
-LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
 
 
 def from_reference(kwargs):
@@ -65,8 +64,8 @@ def test_fast_path_follows_the_slow_path(momentum, steps):
     kwargs = dict(learning_rate=0.01, momentum=momentum, weight_decay=0.05)
     with floatx("float64"):
         fast_optimizer = to.MADGRAD(**kwargs)
-        fast = run(fast_optimizer, (1, steps), shapes=LARGE)
-        slow = run(to.MADGRAD(fast_path=False, **kwargs), (1, steps), shapes=LARGE)
+        fast = run(fast_optimizer, (1, steps), shapes=MIXED_SHAPES)
+        slow = run(to.MADGRAD(fast_path=False, **kwargs), (1, steps), shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1
     for step in (1, steps):
         assert_close(fast[step], slow[step], 1e-10)

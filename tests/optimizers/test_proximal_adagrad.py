@@ -13,11 +13,10 @@ import tensorflow as tf
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
 from reference_problem import STEPS, gradient, initial_problem
-from trajectory import assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, floatx, run
 
 RECORDED = Recorded("tfa_successors_b")
 CHECKPOINTS = (1, 10, 50, STEPS)
-LARGE = ((3,), (200, 100), (30000,))
 ROUNDED = ("learning_rate", "l1_regularization_strength", "l2_regularization_strength")
 # Eager TF1 takes ~4 s per case: the L2-only and plain rules are covered by the TFA configs.
 TF1_CASES = {
@@ -88,8 +87,8 @@ def test_fast_path_follows_the_slow_path():
 
     with floatx("float64"):
         fast_optimizer = make(True)
-        fast = run(fast_optimizer, (1, 200), shapes=LARGE)
-        slow = run(make(False), (1, 200), shapes=LARGE)
+        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
+        slow = run(make(False), (1, 200), shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1
     for step in (1, 200):
         assert_close(fast[step], slow[step], 1e-10)

@@ -15,7 +15,7 @@ import pytest
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded, tfa_float32 as f32
 from reference_problem import initial_problem
-from trajectory import assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, floatx, run
 
 RECORDED = Recorded("tfa_successors_a")
 TORCH = Recorded("torch")
@@ -73,7 +73,6 @@ def test_no_step_below_the_threshold_unless_degenerated_to_sgd():
     assert all(not np.array_equal(a, b) for a, b in zip(momentum[5], params))
 
 
-LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, two above
 
 
 @pytest.mark.parametrize(
@@ -85,8 +84,8 @@ LARGE = ((3,), (200, 100), (30000,))  # one variable below FAST_PATH_MIN_SIZE, t
 def test_fast_path_follows_the_slow_path(flags):
     with floatx("float64"):
         fast_optimizer = to.RAdam(0.01, fast_path=True, **flags)
-        fast = run(fast_optimizer, (1, 20), shapes=LARGE)
-        slow = run(to.RAdam(0.01, fast_path=False, **flags), (1, 20), shapes=LARGE)
+        fast = run(fast_optimizer, (1, 20), shapes=MIXED_SHAPES)
+        slow = run(to.RAdam(0.01, fast_path=False, **flags), (1, 20), shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1
     for step in (1, 20):
         assert_close(fast[step], slow[step], 1e-12)

@@ -13,6 +13,8 @@ def add_arguments(parser):
     speed.add_argument("--workloads", nargs="+", help="subset of workloads")
     speed.add_argument("--modes", nargs="+", default=["graph", "xla"], choices=["graph", "xla"])
     speed.add_argument("--rounds", type=int, default=7, help="alternating rounds per measurement")
+    speed.add_argument("--no-fit", action="store_true",
+                       help="skip the end-to-end model.fit figure (digits MLP and CNN)")
     search = sub.add_parser(
         "search", help="best accuracy found by tuning the optimizer, against Adam(1e-3) and "
         "KerasTuner's HyperResNet-style choice, on the digits MLP")
@@ -50,16 +52,19 @@ def run(args):
     for name in args.optimizers or []:
         if name not in known:
             raise SystemExit(f"unknown optimizer {name!r}; choose from {sorted(known)}")
-    results, machine = speed.run_speed(
+    results, fits, machine = speed.run_speed(
         optimizers=args.optimizers,
         workloads=args.workloads,
         modes=tuple(args.modes),
         rounds=args.rounds,
         quick=args.quick,
+        fit=not args.no_fit,
     )
     machine["platform"] = platform.platform()
     print(speed.format_table(results, machine))
-    speed.write(results, machine, args.output)
+    if fits:
+        print(speed.format_fit_table(fits))
+    speed.write(results, machine, args.output, fits)
     print(f"wrote {Path(args.output) / 'speed.json'} and {Path(args.output) / 'speed.png'}")
 
 

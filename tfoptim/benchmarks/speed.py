@@ -90,6 +90,23 @@ class Result:
     state_slots: int
     tfoptim_bandwidth_gbs: float
     keras_bandwidth_gbs: float
+    #: The least time the rule's memory traffic takes at the measured streaming bandwidth, over
+    #: Keras's time: no implementation's ratio can go below it (filled in by run_speed).
+    bandwidth_floor: float = float("nan")
+
+
+@dataclasses.dataclass
+class FitResult:
+    """``model.fit`` on digits, Keras's defaults (``jit_compile="auto"``: no XLA on CPU)."""
+
+    optimizer: str
+    model: str
+    parameters: int
+    variables: int
+    keras_steps_per_s: float
+    tfoptim_steps_per_s: float
+    #: Time ratio tfoptim / Keras per training step (below 1: tfoptim is faster).
+    ratio: float
 
 
 def bytes_per_parameter(slots, itemsize=4):
@@ -181,14 +198,100 @@ def measure(name, workload, mode, rounds):
     )
 
 
-def run_speed(optimizers=None, workloads=None, modes=("graph", "xla"), rounds=7, quick=False, progress=True):
+def digits_model(kind):
+    """The two end-to-end models: an MLP and a small CNN on scikit-learn's 8 x 8 digits."""
+    import keras
+
+    layers = keras.layers
+    if kind == "mlp":
+        body = [keras.Input((64,)), layers.Dense(256, activation="relu"), layers.Dense(128, activation="relu")]
+    else:
+        body = [
+            keras.Input((8, 8, 1)),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+        ]
+    return keras.Sequential([*body, layers.Dense(10)])
+
+
+def measure_fit(name, kind, rounds, batch_size=64):
+    """Training steps per second of ``model.fit`` with tfoptim's optimizer and its Keras twin:
+    the same model and data, one epoch each in turn, after a warm-up epoch (tracing)."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    make_ours, make_keras, _ = twins()[name]
+    digits = load_digits()
+    x = (digits.data / 16.0).astype("float32")
+    x = x if kind == "mlp" else x.reshape(-1, 8, 8, 1)
+    y = digits.target
+    steps = -(-len(x) // batch_size)
+
+    def compiled(optimizer):
+        keras.utils.set_random_seed(0)
+        model = digits_model(kind)
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        return model
+
+    def epoch(model):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        return time.perf_counter() - start
+
+    ours, theirs = compiled(make_ours()), compiled(make_keras())
+    ratios, ours_t, theirs_t = [], [], []
+    for i in range(rounds):
+        a, b = (epoch(ours), epoch(theirs)) if i % 2 else tuple(reversed((epoch(theirs), epoch(ours))))
+        ours_t.append(a)
+        theirs_t.append(b)
+        ratios.append(a / b)
+    return FitResult(
+        optimizer=name,
+        model=kind,
+        parameters=int(sum(np.prod(v.shape) for v in ours.trainable_variables)),
+        variables=len(ours.trainable_variables),
+        keras_steps_per_s=steps / float(np.median(theirs_t)),
+        tfoptim_steps_per_s=steps / float(np.median(ours_t)),
+        ratio=float(np.median(ratios)),
+    )
+
+
+#: The end-to-end figure's optimizers (each with a same-rule Keras twin) and models.
+FIT_OPTIMIZERS = ("Adam", "SGD(momentum)", "RMSprop")
+FIT_MODELS = ("mlp", "cnn")
+
+
+def run_speed(optimizers=None, workloads=None, modes=("graph", "xla"), rounds=7, quick=False, progress=True, fit=True):
     from tqdm import tqdm
 
     optimizers = optimizers or list(twins())
     workloads = workloads or list(QUICK_WORKLOADS if quick else WORKLOADS)
     jobs = [(o, w, m) for w in workloads for m in modes for o in optimizers]
-    results = [measure(o, w, m, rounds) for o, w, m in tqdm(jobs, desc="bench speed", disable=not progress)]
-    return results, {"streaming_bandwidth_gbs": streaming_bandwidth()}
+    bar = tqdm(desc="bench speed", disable=not progress, total=len(jobs))
+    machine = {"streaming_bandwidth_gbs": streaming_bandwidth()}
+    results = []
+    for o, w, m in jobs:
+        result = measure(o, w, m, rounds)
+        floor_s = bytes_per_parameter(result.state_slots) * _parameters(w) / (machine["streaming_bandwidth_gbs"] * 1e9)
+        result.bandwidth_floor = floor_s / (result.keras_ms / 1e3)
+        results.append(result)
+        bar.update()
+    bar.close()
+    fits = []
+    if fit:
+        chosen = [o for o in FIT_OPTIMIZERS if o in optimizers]
+        fit_jobs = [(o, k) for k in FIT_MODELS for o in chosen]
+        fits = [measure_fit(o, k, rounds) for o, k in tqdm(fit_jobs, desc="bench fit", disable=not progress)]
+    return results, fits, machine
+
+
+def _parameters(workload):
+    shapes = WORKLOADS.get(workload) or QUICK_WORKLOADS[workload]
+    return sum(int(np.prod(s)) for s in shapes)
 
 
 def format_table(results, machine):
@@ -196,15 +299,29 @@ def format_table(results, machine):
         f"NumPy streaming bandwidth (triad, one thread): {machine['streaming_bandwidth_gbs']:.1f} GB/s",
         "ratio: tfoptim / its Keras twin, or (*) / the nearest Keras built-in (a different rule);"
         " slots: state per parameter",
+        "floor: the ratio the rule's memory traffic alone would take at the streaming bandwidth",
         f"{'optimizer':<24}{'workload':<14}{'mode':<7}{'keras ms':>10}{'tfoptim ms':>12}"
-        f"{'ratio':>8}{'slots':>6}{'GB/s':>8}{'% stream':>10}",
+        f"{'ratio':>8}{'floor':>7}{'slots':>6}{'GB/s':>8}{'% stream':>10}",
     ]
     for r in results:
         share = 100 * r.tfoptim_bandwidth_gbs / machine["streaming_bandwidth_gbs"]
         name = r.optimizer if r.optimizer in SAME_RULE else f"{r.optimizer} (*)"
         lines.append(
             f"{name:<24}{r.workload:<14}{r.mode:<7}{r.keras_ms:>10.2f}{r.tfoptim_ms:>12.2f}"
-            f"{r.ratio:>8.2f}{r.state_slots:>6}{r.tfoptim_bandwidth_gbs:>8.1f}{share:>9.0f}%"
+            f"{r.ratio:>8.2f}{r.bandwidth_floor:>7.2f}{r.state_slots:>6}{r.tfoptim_bandwidth_gbs:>8.1f}{share:>9.0f}%"
+        )
+    return "\n".join(lines)
+
+
+def format_fit_table(fits):
+    lines = [
+        "model.fit on digits (batch 64, Keras's default jit_compile: no XLA on CPU)",
+        f"{'optimizer':<16}{'model':<6}{'params':>9}{'vars':>6}{'keras steps/s':>15}{'tfoptim steps/s':>17}{'ratio':>8}",
+    ]
+    for f in fits:
+        lines.append(
+            f"{f.optimizer:<16}{f.model:<6}{f.parameters:>9}{f.variables:>6}{f.keras_steps_per_s:>15.0f}"
+            f"{f.tfoptim_steps_per_s:>17.0f}{f.ratio:>8.2f}"
         )
     return "\n".join(lines)
 
@@ -232,9 +349,13 @@ def plot(results, path):
     plt.close(fig)
 
 
-def write(results, machine, output):
+def write(results, machine, output, fits=()):
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine, "results": [dataclasses.asdict(r) for r in results]}
+    payload = {
+        "machine": machine,
+        "results": [dataclasses.asdict(r) for r in results],
+        "fit": [dataclasses.asdict(f) for f in fits],
+    }
     (output / "speed.json").write_text(json.dumps(payload, indent=2))
     plot(results, output / "speed.png")

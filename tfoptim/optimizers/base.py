@@ -18,13 +18,16 @@ what each rule would otherwise repeat:
 * **Non-finite protection** (``skip_nonfinite``): when any gradient holds a NaN or Inf, the whole
   step is skipped (variables, slots and ``iterations`` untouched) and ``skipped_steps`` counts it.
   Without it, non-finite gradients flow into the state as in Keras.
-* **The fast path** (``fast_path``): see :meth:`Optimizer._backend_update_step`.
+* **The fast path** (``fast_path``): large variables fused by XLA, small ones updated together
+  as flat buffers; see :meth:`Optimizer._backend_update_step`.
 * **Rules that reduce over all variables** (D-Adaptation, Prodigy): see
   :meth:`Optimizer.collect_statistics`.
 """
 
+import dataclasses
 import inspect
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -32,8 +35,9 @@ from keras import ops
 
 from tfoptim._validation import check_learning_rate, check_non_negative, check_positive
 
-#: Variables with at least this many elements are updated by the fast path. Below it, the fixed
-#: cost per variable inside an XLA launch (~13 us on a 2-core CPU) outweighs the saved passes.
+#: Variables with at least this many elements are updated by the fast path one by one. Below it,
+#: the fixed cost per variable inside an XLA launch (~13 us on a 2-core CPU) outweighs the saved
+#: passes: smaller ones of the same dtype are updated together as one flat buffer.
 FAST_PATH_MIN_SIZE = 16384
 #: The same for rules without slots (gradient descent): Keras already needs only two kernels
 #: for them, so fusion pays only on large variables (measured: 1.1x slower at 65,536 elements,
@@ -61,6 +65,13 @@ def _dense(gradient):
     return tf.convert_to_tensor(gradient)
 
 
+def _flat(tensor):
+    """``tensor`` as a vector, without an op where it is one already."""
+    import tensorflow as tf
+
+    return tensor if tensor.shape.rank == 1 else tf.reshape(tensor, [-1])
+
+
 def summed_duplicates(gradient):
     """A sparse gradient with each row once, its duplicates' values added up.
 
@@ -74,6 +85,28 @@ def summed_duplicates(gradient):
     rows, position = tf.unique(gradient.indices)
     values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
     return tf.IndexedSlices(values, rows, gradient.dense_shape)
+
+
+@dataclasses.dataclass
+class _Group:
+    """Small variables of one dtype (and weight-decay choice) whose slots are flat buffers.
+
+    ``proxy`` is a scratch variable the members are copied into before each step; the rule
+    updates it like any variable, and its pieces are copied back after."""
+
+    members: list
+    keys: list
+    decays: bool
+    index: int = 0
+    proxy: object = None
+    buffers: list = dataclasses.field(default_factory=list)
+
+    @property
+    def sizes(self):
+        return [int(np.prod(m.shape)) for m in self.members]
+
+    def offset(self, position):
+        return sum(self.sizes[:position])
 
 
 def all_finite(grads):
@@ -103,8 +136,10 @@ class Optimizer(keras.optimizers.Optimizer):
             as Adagrad's 0.1), False rounds it the same way and True keeps it at the variable's
             precision. Only float64 variables see a difference (Adam: ~5e-6 relative over 200
             steps). The PyTorch ports use True.
-        fast_path: update large variables in one XLA-compiled call per step (on by default;
-            the environment variable ``TFOPTIM_FAST_PATH=0`` turns it off everywhere).
+        fast_path: update large variables in one XLA-compiled call per step and small ones
+            together as flat buffers (on by default; the environment variable
+            ``TFOPTIM_FAST_PATH=0`` turns it off everywhere). Decided when the optimizer is
+            built; the saved state has the same layout either way.
         **kwargs: the common Keras optimizer arguments (``weight_decay``, ``clipnorm``,
             ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
             ``ema_overwrite_frequency``, ``loss_scale_factor``, ``gradient_accumulation_steps``,
@@ -118,6 +153,12 @@ class Optimizer(keras.optimizers.Optimizer):
     #: True for a rule that applies Keras's decoupled ``weight_decay`` itself, where its
     #: reference implementation does (SOAP: after the step); the base then leaves it out.
     weight_decay_in_rule = False
+    #: True for a rule that treats every element alike, given per-step scalars: applied to the
+    #: concatenation of several variables it gives each the same numbers, so the fast path may
+    #: keep the slots of small variables in flat buffers and update them together. False for
+    #: per-variable norms (LARS, NovoGrad), matrix structure (SOAP) and lazy sparse updates
+    #: (LazyAdam).
+    elementwise = True
 
     def __init__(
         self,
@@ -154,6 +195,240 @@ class Optimizer(keras.optimizers.Optimizer):
             )
         # Whatever a subclass adds after this is a slot: tells stateless rules apart.
         object.__setattr__(self, "_base_variable_count", len(self.variables))
+        object.__setattr__(self, "_groups", self._small_variable_groups(variables))
+        object.__setattr__(self, "_grouped", {})
+        object.__setattr__(self, "_layout_blocks", {})
+
+    # -- small variables as flat buffers ---------------------------------------------------
+
+    def _small_variable_groups(self, variables):
+        """The groups of small variables whose slots will be flat buffers (see
+        :meth:`add_optimizer_variables`): decided at build, so every step and every saved
+        file of this optimizer sees one layout."""
+        if not (
+            self.fast_path
+            and self.fast_path_compatible
+            and self.elementwise
+            and not self._reduces_over_variables
+            and fast_path_enabled()
+            and keras.backend.backend() == "tensorflow"
+        ):
+            return []
+        import tensorflow as tf
+
+        # Replicas of a distributed step update each variable in its own device context.
+        if tf.distribute.has_strategy():
+            return []
+        by_kind = {}
+        for variable in variables:
+            if int(np.prod(variable.shape)) >= FAST_PATH_MIN_SIZE:
+                continue
+            if self._overwrite_variable_with_gradient(variable):
+                continue
+            kind = (keras.backend.standardize_dtype(variable.dtype), self._use_weight_decay(variable))
+            by_kind.setdefault(kind, []).append(variable)
+        return [
+            _Group(members, [self._var_key(v) for v in members], decays)
+            for (_, decays), members in by_kind.items()
+            if len(members) > 1
+        ]
+
+    def add_optimizer_variables(self, trainable_variables, name, initializer="zeros"):
+        """Keras's slots, one per variable and name, except for the small variables the fast
+        path groups: theirs are one flat buffer per group and name, appended to the returned
+        lists after the per-variable entries (which are None for grouped variables), at the
+        index :meth:`_get_variable_index` gives the group's proxy.
+
+        Saved files do not see the difference: :meth:`save_own_variables` writes Keras's
+        per-variable layout on both paths."""
+        # Keras's build creates use_ema's averages through here before the groups exist.
+        if not getattr(self, "_groups", None):
+            return super().add_optimizer_variables(trainable_variables, name, initializer)
+        names = [name] if isinstance(name, str) else list(name)
+        initializers = initializer if isinstance(initializer, (list, tuple)) else [initializer] * len(names)
+        if len(names) != len(initializers):
+            raise ValueError(
+                f"The number of names must match the number of initializers. Received "
+                f"name={name!r}, initializer={initializer!r}"
+            )
+        if [self._var_key(v) for v in trainable_variables] != [
+            self._var_key(v) for v in self._trainable_variables
+        ]:
+            raise ValueError(
+                "With small variables grouped, `add_optimizer_variables` takes the list the "
+                "optimizer was built with."
+            )
+        if not self._grouped:
+            self._create_group_proxies()
+        start = len(self._variables)
+        slots = tuple([] for _ in names)
+        layout = []
+        for variable in trainable_variables:
+            place = self._grouped.get(self._var_key(variable))
+            for i, (slot_name, slot_initializer) in enumerate(zip(names, initializers)):
+                if self._overwrite_variable_with_gradient(variable):
+                    slots[i].append(None)
+                elif place is not None:
+                    slots[i].append(None)
+                    layout.append((i, *place))
+                else:
+                    slot = self.add_variable_from_reference(
+                        variable, name=slot_name, initializer=slot_initializer
+                    )
+                    slots[i].append(slot)
+                    layout.append(slot)
+        for i, (slot_name, slot_initializer) in enumerate(zip(names, initializers)):
+            for group in self._groups:
+                buffer = self.add_variable(
+                    shape=(sum(group.sizes),),
+                    dtype=group.proxy.dtype,
+                    initializer=slot_initializer,
+                    name=f"{slot_name}_group_{group.index - len(self._trainable_variables)}",
+                )
+                slots[i].append(buffer)
+                group.buffers.append(buffer)
+        # Keras's order, grouped slots as (buffer, offset, shape) pieces.
+        self._layout_blocks[start] = (
+            len(self._variables),
+            [
+                entry if not isinstance(entry, tuple)
+                else (slots[entry[0]][entry[1].index], entry[1].offset(entry[2]), entry[1].members[entry[2]].shape)
+                for entry in layout
+            ],
+        )
+        return slots[0] if isinstance(name, str) else slots
+
+    def _create_group_proxies(self):
+        count = len(self._trainable_variables)
+        for number, group in enumerate(self._groups):
+            group.index = count + number
+            group.proxy = keras.Variable(
+                initializer="zeros",
+                shape=(sum(group.sizes),),
+                dtype=group.members[0].dtype,
+                trainable=False,
+                name=f"group_{number}",
+            )
+            self._trainable_variables_indices[self._var_key(group.proxy)] = group.index
+            for position, key in enumerate(group.keys):
+                self._grouped[key] = (group, position)
+        object.__setattr__(
+            self, "_proxy_groups", {self._var_key(g.proxy): g for g in self._groups}
+        )
+
+    def _use_weight_decay(self, variable):
+        group = getattr(self, "_proxy_groups", {}).get(self._var_key(variable))
+        if group is not None:
+            return group.decays
+        return super()._use_weight_decay(variable)
+
+    def slot_value(self, slots, variable):
+        """``variable``'s entry of ``slots`` (a list from :meth:`add_optimizer_variables`) as a
+        tensor of ``variable``'s shape, wherever the fast path keeps it."""
+        place = getattr(self, "_grouped", {}).get(self._var_key(variable))
+        if place is None:
+            return ops.convert_to_tensor(slots[self._get_variable_index(variable)])
+        group, position = place
+        start = group.offset(position)
+        flat = ops.convert_to_tensor(slots[group.index])
+        return ops.reshape(flat[start : start + group.sizes[position]], variable.shape)
+
+    def _gather_groups(self, grads, variables):
+        """Replaces the grouped variables' gradients by one flat gradient per group, stepped on
+        the group's proxy (loaded with the members' current values); returns the new lists
+        and the function that copies the results back after the step."""
+        if not self._grouped:
+            return grads, variables, lambda: None
+        import tensorflow as tf
+
+        given = {self._var_key(v): g for g, v in zip(grads, variables)}
+        pairs = [(g, v) for g, v in zip(grads, variables) if self._var_key(v) not in self._grouped]
+        stepped = []
+        for group in self._groups:
+            present = [key in given for key in group.keys]
+            if not any(present):
+                continue
+            dtype = group.proxy.dtype
+            flat_gradient = tf.concat(
+                [
+                    _flat(tf.cast(_dense(given[key]), dtype)) if key in given
+                    else tf.zeros([size], dtype)
+                    for key, size in zip(group.keys, group.sizes)
+                ],
+                0,
+            )
+            group.proxy.value.assign(tf.concat([_flat(m.value) for m in group.members], 0))
+            # A variable without a gradient is not stepped (Keras leaves it and its slots as
+            # they are): its pieces of the slots are put back after the step.
+            kept = [
+                (buffer, group.offset(p), tf.identity(buffer.value[group.offset(p) : group.offset(p) + group.sizes[p]]))
+                for p, here in enumerate(present) if not here
+                for buffer in group.buffers
+            ]
+            pairs.append((flat_gradient, group.proxy))
+            stepped.append((group, present, kept))
+
+        def scatter():
+            for group, present, kept in stepped:
+                for buffer, start, value in kept:
+                    buffer.value[start : start + value.shape[0]].assign(value)
+                pieces = tf.split(group.proxy.value, group.sizes)
+                for member, piece, here in zip(group.members, pieces, present):
+                    if here:
+                        member.value.assign(piece if len(member.shape) == 1 else tf.reshape(piece, member.shape))
+
+        return [g for g, _ in pairs], [v for _, v in pairs], scatter
+
+    # -- saving: Keras's per-variable layout on every path ---------------------------------
+
+    def _saved_layout(self):
+        """The optimizer variables in the order the per-variable path creates them; a grouped
+        slot is a ``(buffer, offset, shape)`` piece."""
+        layout, variables, i = [], self.variables, 0
+        while i < len(variables):
+            if i in self._layout_blocks:
+                i, block = self._layout_blocks[i]
+                layout.extend(block)
+            else:
+                layout.append(variables[i])
+                i += 1
+        return layout
+
+    def save_own_variables(self, store):
+        if not getattr(self, "_layout_blocks", None):
+            return super().save_own_variables(store)
+        flat = {}
+        for i, entry in enumerate(self._saved_layout()):
+            if isinstance(entry, tuple):
+                buffer, start, shape = entry
+                if id(buffer) not in flat:
+                    flat[id(buffer)] = keras.ops.convert_to_numpy(buffer)
+                store[str(i)] = flat[id(buffer)][start : start + int(np.prod(shape))].reshape(shape)
+            else:
+                store[str(i)] = keras.ops.convert_to_numpy(entry)
+
+    def load_own_variables(self, store):
+        if not getattr(self, "_layout_blocks", None):
+            return super().load_own_variables(store)
+        layout = self._saved_layout()
+        if len(store.keys()) != len(layout):
+            warnings.warn(
+                f"Skipping variable loading for optimizer '{self.name}', because it has "
+                f"{len(layout)} variables whereas the saved optimizer has {len(store.keys())} "
+                "variables.",
+                stacklevel=2,
+            )
+            return
+        flat = {}
+        for i, entry in enumerate(layout):
+            if isinstance(entry, tuple):
+                buffer, start, shape = entry
+                values = flat.setdefault(id(buffer), (buffer, keras.ops.convert_to_numpy(buffer)))[1]
+                values[start : start + int(np.prod(shape))] = np.reshape(store[str(i)], -1)
+            else:
+                entry.assign(store[str(i)])
+        for buffer, values in flat.values():
+            buffer.assign(values)
 
     @property
     def skipped_steps(self):
@@ -262,16 +537,25 @@ class Optimizer(keras.optimizers.Optimizer):
 
         Keras runs ``update_step`` once per variable, about a dozen separate element-wise
         kernels each, every one a full pass over memory when the step is not XLA-compiled
-        (Keras's default on CPU and under ``tf.distribute``). The fast path runs the same
-        ``update_step`` code for all large, densely-updated variables inside one
-        ``tf.function(jit_compile=True)``, so XLA fuses each rule into a single pass. The state
-        stays in the usual per-variable slots (same saved layout as the slow path; models move
-        freely between the two), and the numbers are the same up to floating-point
-        reassociation. It steps aside (to Keras's per-variable loop) for small variables,
-        sparse gradients, under any ``tf.distribute`` strategy, inside a step that is already
-        XLA-compiled, on non-TensorFlow backends, and when turned off. For a rule that reduces
-        over all variables (:meth:`collect_statistics`) the call takes every variable, small
-        ones included, as soon as one is large enough.
+        (Keras's default on CPU and under ``tf.distribute``), and each with a fixed cost that
+        dominates on small variables. The fast path runs the same ``update_step`` code:
+
+        * **Large variables** (at least ``FAST_PATH_MIN_SIZE`` elements) inside one
+          ``tf.function(jit_compile=True)`` per step, so XLA fuses each rule into one pass.
+        * **Small variables** of the same dtype (and weight-decay choice), for
+          :attr:`elementwise` rules, as one flat buffer: their slots are flat buffers made at
+          build (:meth:`add_optimizer_variables`), their gradients are concatenated, the rule
+          steps a scratch copy of their concatenated values inside the same fused call, and
+          the pieces are written back. Per small variable this leaves one read and one write.
+
+        The numbers are the same up to floating-point reassociation, and the saved state is
+        Keras's per-variable layout on both paths (:meth:`save_own_variables`), so models move
+        freely between them. It steps aside for sparse gradients of large variables (small
+        ones are made dense: the same numbers for every elementwise rule), under any
+        ``tf.distribute`` strategy (decided at build), on non-TensorFlow backends, and when
+        turned off; inside a step that is already XLA-compiled it only groups. A rule that
+        reduces over all variables (:meth:`collect_statistics`) is not grouped; its call takes
+        every variable, small ones included, as soon as one is large enough.
         """
         if self._reduces_over_variables:
             # The step touches every element anyway (the slots decay everywhere), and dense
@@ -280,14 +564,19 @@ class Optimizer(keras.optimizers.Optimizer):
         if keras.backend.backend() != "tensorflow":
             self._update_variables(grads, trainable_variables, learning_rate)
             return
+        grads, trainable_variables, scatter = self._gather_groups(grads, trainable_variables)
         if not self._fast_path_applies():
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+            scatter()
+            return
         stateless = len(self.variables) == self._base_variable_count
         threshold = STATELESS_FAST_PATH_MIN_SIZE if stateless else FAST_PATH_MIN_SIZE
+        proxies = {self._var_key(g.proxy) for g in self._groups if g.proxy is not None}
         fused, rest = [], []
         for g, v in zip(grads, trainable_variables):
             size = (v.shape.num_elements() if hasattr(v.shape, "num_elements") else v.size) or 0
-            (fused if size >= threshold and not _is_sparse(g) else rest).append((g, v))
+            large = size >= threshold or self._var_key(v) in proxies
+            (fused if large and not _is_sparse(g) else rest).append((g, v))
         if self._reduces_over_variables and fused:
             # The statistics need every variable before any is updated: one call does all.
             fused, rest = fused + rest, []
@@ -300,6 +589,7 @@ class Optimizer(keras.optimizers.Optimizer):
 
             update = self._fused_update([v for _, v in fused])
             update([g for g, _ in fused], tf.convert_to_tensor(learning_rate))
+        scatter()
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         if self._reduces_over_variables:

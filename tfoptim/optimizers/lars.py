@@ -60,6 +60,9 @@ class LARS(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    # The trust ratio is per variable: a flat buffer of several would share one.
+    elementwise = False
+
     def __init__(
         self,
         learning_rate=0.01,

@@ -43,6 +43,9 @@ class LazyAdam(Adam):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    # Sparse rows are updated lazily, which a flat buffer made dense would not do.
+    elementwise = False
+
     def __init__(
         self,
         learning_rate=0.001,

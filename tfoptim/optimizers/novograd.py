@@ -52,6 +52,9 @@ class NovoGrad(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    # The second moment is per variable (one norm each): a flat buffer would share one.
+    elementwise = False
+
     def __init__(
         self,
         learning_rate=0.001,

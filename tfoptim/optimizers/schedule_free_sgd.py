@@ -129,7 +129,7 @@ class ScheduleFreeSGD(Optimizer):
         ``y + (1 - 1/momentum) (z - y)``."""
         values = []
         for variable in variables:
-            z = self._z[self._get_variable_index(variable)]
+            z = self.slot_value(self._z, variable)
             y = ops.convert_to_tensor(variable)
             values.append(ops.add(y, ops.multiply(ops.subtract(z, y), 1 - 1 / self.momentum)))
         return values
