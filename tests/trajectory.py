@@ -8,9 +8,10 @@ import tensorflow as tf
 
 from reference_problem import SHAPES, STEPS, gradient, initial_problem
 
-#: Shapes that take every branch of the fast path: three small variables (updated together as
-#: one flat buffer) and two above ``FAST_PATH_MIN_SIZE`` (fused one by one).
-MIXED_SHAPES = ((3,), (4, 5), (7,), (200, 100), (30000,))
+#: Shapes that take every branch of the fast path: eleven small variables (updated together as
+#: one flat buffer of 16,414 elements) and two above ``FAST_PATH_MIN_SIZE``, all three sent to
+#: the fused call (306,414 elements in all, above ``FUSED_MIN_TOTAL_SIZE``).
+MIXED_SHAPES = ((3,), (4, 5), (7,), *[(2048,)] * 8, (300, 300), (200000,))
 
 
 @contextlib.contextmanager

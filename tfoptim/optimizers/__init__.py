@@ -13,6 +13,7 @@ from tfoptim.optimizers.ademamix import AdEMAMix
 from tfoptim.optimizers.adopt import ADOPT
 from tfoptim.optimizers.base import (
     FAST_PATH_MIN_SIZE,
+    FUSED_MIN_TOTAL_SIZE,
     STATELESS_FAST_PATH_MIN_SIZE,
     Optimizer,
     fast_path_enabled,
@@ -48,6 +49,7 @@ __all__ = [
     "DAdaptAdam",
     "DynamicGradientDescent",
     "FAST_PATH_MIN_SIZE",
+    "FUSED_MIN_TOTAL_SIZE",
     "GradientDescent",
     "LARS",
     "LazyAdam",

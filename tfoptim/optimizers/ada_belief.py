@@ -114,11 +114,10 @@ class AdaBelief(Optimizer):
         if self.amsgrad:
             self._belief_hats = self.add_optimizer_variables(variables, "belief_hat")
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        # As in RAdam: the warm-up scales Keras's decoupled weight decay too, as TFA's does.
-        if self.total_steps:
-            learning_rate = warmup_learning_rate(self, learning_rate)
-        return super()._backend_update_step(grads, trainable_variables, learning_rate)
+    def step_learning_rate(self, learning_rate):
+        # TFA's warm-up, before the base applies the rate: Keras's decoupled weight decay
+        # follows the warmed-up rate, as TFA's weight decay does.
+        return warmup_learning_rate(self, learning_rate) if self.total_steps else learning_rate
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
