@@ -365,11 +365,10 @@ class Optimizer(keras.optimizers.Optimizer):
             group.proxy.value.assign(tf.concat([_flat(m.value) for m in group.members], 0))
             # A variable without a gradient is not stepped (Keras leaves it and its slots as
             # they are): its pieces of the slots are put back after the step.
-            kept = [
-                (buffer, group.offset(p), tf.identity(buffer.value[group.offset(p) : group.offset(p) + group.sizes[p]]))
-                for p, here in enumerate(present) if not here
-                for buffer in group.buffers
-            ]
+            kept = []
+            for position in (p for p, here in enumerate(present) if not here):
+                start, size = group.offset(position), group.sizes[position]
+                kept += [(buffer, start, tf.identity(buffer.value[start : start + size])) for buffer in group.buffers]
             pairs.append((flat_gradient, group.proxy))
             stepped.append((group, present, kept))
 
@@ -554,12 +553,14 @@ class Optimizer(keras.optimizers.Optimizer):
         dominates on small variables. The fast path runs the same ``update_step`` code:
 
         * **Large variables** (at least ``FAST_PATH_MIN_SIZE`` elements) inside one
-          ``tf.function(jit_compile=True)`` per step, so XLA fuses each rule into one pass.
+          ``tf.function(jit_compile=True)`` per step, so XLA fuses each rule into one pass;
+          the call is made when it would hold ``FUSED_MIN_TOTAL_SIZE`` elements in all.
         * **Small variables** of the same dtype (and weight-decay choice), for
           :attr:`elementwise` rules, as one flat buffer: their slots are flat buffers made at
           build (:meth:`add_optimizer_variables`), their gradients are concatenated, the rule
-          steps a scratch copy of their concatenated values inside the same fused call, and
-          the pieces are written back. Per small variable this leaves one read and one write.
+          steps a scratch copy of their concatenated values (a variable like any other: a
+          large one joins the fused call), and the pieces are written back. Per small variable
+          this leaves one read and one write.
 
         The numbers are the same up to floating-point reassociation, and the saved state is
         Keras's per-variable layout on both paths (:meth:`save_own_variables`), so models move
