@@ -212,6 +212,28 @@ def adam(beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, bias_corrected_e
     return step, lambda theta: {"m": _zeros(theta), "v": _zeros(theta), "vmax": _zeros(theta)}
 
 
+def lion(beta_1=0.9, beta_2=0.99):
+    """Lion: Chen et al., "Symbolic Discovery of Optimization Algorithms" (NeurIPS 2023,
+    arXiv:2302.06675), Algorithm 2 (its weight decay ``lambda`` is ``decoupled_weight_decay``
+    below, which gives the same ``theta - lr * (sign(c) + lambda * theta)``)::
+
+        c <- b1 * m + (1 - b1) * g;   theta <- theta - lr * sign(c);   m <- b2 * m + (1 - b2) * g
+
+    ``state["c"]`` keeps the last step's ``c`` and ``state["c_terms"]`` the size of what it
+    sums, ``|b1 * m| + |(1 - b1) * g|``: a sign is decided by rounding only where ``|c|`` is
+    within a few ulps of that (the tests check their trajectories stay clear of such ties).
+    """
+
+    def step(state, theta, g, lr, t):
+        m = state["m"]
+        state["c"] = beta_1 * m + (1 - beta_1) * g
+        state["c_terms"] = np.abs(beta_1 * m) + np.abs((1 - beta_1) * g)
+        state["m"] = beta_2 * m + (1 - beta_2) * g
+        return theta - lr * np.sign(state["c"])
+
+    return step, lambda theta: {"m": _zeros(theta)}
+
+
 # -- weight decay --------------------------------------------------------------------------
 
 

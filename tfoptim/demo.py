@@ -59,6 +59,7 @@ def demo_optimizers():
         "MADGRAD": lambda: to.MADGRAD(0.01),
         "AdEMAMix": lambda: to.AdEMAMix(0.05),
         "ADOPT": lambda: to.ADOPT(0.05),
+        "Lion": lambda: to.Lion(0.02),
         "RAdam": lambda: to.RAdam(0.05),
         "AdaBelief": lambda: to.AdaBelief(0.05),
         "Yogi": lambda: to.Yogi(0.05),

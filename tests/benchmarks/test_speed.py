@@ -44,7 +44,7 @@ def test_bench_speed_command_writes_json_and_plot(tmp_path, capsys):
     (result,) = payload["results"]
     assert result["optimizer"] == "Adam" and result["workload"] == "100x1000"
     assert result["ratio"] > 0 and payload["machine"]["streaming_bandwidth_gbs"] > 0
-    assert 0 < result["stream_ratio"] < float("inf")
+    assert 0 < result["stream_ratio"] < float("inf") and 0 < result["floor_ratio"] < float("inf")
     # The end-to-end figure: model.fit steps per second on both digits models.
     assert sorted(f["model"] for f in payload["fit"]) == ["cnn", "mlp"]
     assert all(f["optimizer"] == "Adam" and f["keras_steps_per_s"] > 0 and f["ratio"] > 0 for f in payload["fit"])

@@ -27,6 +27,7 @@ OPTIMIZERS = {
     "MADGRAD": lambda: to.MADGRAD(0.01, weight_decay=1e-3),
     "AdEMAMix": lambda: to.AdEMAMix(0.005, alpha_warmup=10, beta_3_warmup=10, weight_decay=0.01),
     "ADOPT": lambda: to.ADOPT(0.005, weight_decay=0.01),
+    "Lion": lambda: to.Lion(0.003, beta_1=0.8, weight_decay=0.01),
     "RAdam": lambda: to.RAdam(0.01, degenerated_to_sgd=True, amsgrad=True, total_steps=40, weight_decay=0.01),
     "AdaBelief": lambda: to.AdaBelief(0.01, amsgrad=True, weight_decay=0.01),
     "Yogi": lambda: to.Yogi(0.01, l1_regularization_strength=1e-4, l2_regularization_strength=1e-4),

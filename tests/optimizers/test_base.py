@@ -116,24 +116,27 @@ def test_coupled_weight_decay_is_l2_added_to_the_gradient():
 
 
 @pytest.mark.parametrize(
-    "make, rtol",
+    "make, rtol, by_increment",
     [
-        (lambda fast: to.SGD(0.05, momentum=0.9, nesterov=True, fast_path=fast), 1e-12),
+        (lambda fast: to.SGD(0.05, momentum=0.9, nesterov=True, fast_path=fast), 1e-12, True),
         # Centered RMSprop's ``v - mg**2`` cancels where the gradient barely changes, which
         # magnifies XLA's reassociation (last bits) to 6e-9 on one of the 2048-element variables.
-        (lambda fast: to.RMSprop(0.001, centered=True, momentum=0.5, fast_path=fast), 1e-8),
-        (lambda fast: to.Adam(0.01, amsgrad=True, weight_decay=0.01, fast_path=fast), 1e-12),
-        (lambda fast: to.Adagrad(0.1, coupled_weight_decay=0.01, fast_path=fast), 1e-12),
+        (lambda fast: to.RMSprop(0.001, centered=True, momentum=0.5, fast_path=fast), 1e-8, True),
+        (lambda fast: to.Adam(0.01, amsgrad=True, weight_decay=0.01, fast_path=fast), 1e-12, False),
+        (lambda fast: to.Adagrad(0.1, coupled_weight_decay=0.01, fast_path=fast), 1e-12, False),
+        (lambda fast: to.Adagrad(0.1, fast_path=fast), 1e-12, True),
     ],
-    ids=["sgd", "rmsprop", "adam", "adagrad"],
+    ids=["sgd", "rmsprop", "adam-decay", "adagrad-l2", "adagrad"],
 )
-def test_fast_path_follows_the_slow_path(make, rtol):
-    """Same rule, fused by XLA and grouped or not: float64 trajectories agree to rounding."""
+def test_fast_path_follows_the_slow_path(make, rtol, by_increment):
+    """Same rule, fused by XLA and grouped (stepped from the members' values, or from zero
+    when weight decay does not read them) or not: float64 trajectories agree to rounding."""
     with floatx("float64"):
         fast_optimizer = make(True)
         fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
         slow = run(make(False), (1, 200), shapes=MIXED_SHAPES)
     assert len(fast_optimizer._fused_updates) == 1 and len(fast_optimizer._groups) == 1
+    assert fast_optimizer._steps_by_increment(fast_optimizer._groups[0]) == by_increment
     for step in (1, 200):
         assert_close(fast[step], slow[step], rtol)
 
@@ -162,14 +165,17 @@ def missing_and_sparse_step(optimizer, variables, rows):
     optimizer.apply([None, sparse, tf.constant([0.5, -0.5, 1.0])], variables)
 
 
-def test_grouped_variables_without_a_gradient_or_with_a_sparse_one():
+@pytest.mark.parametrize("rule", [to.Adam, to.LazyAdam])
+@pytest.mark.parametrize("weight_decay", [None, 0.01], ids=["by-increment", "from-values"])
+def test_grouped_variables_without_a_gradient_or_with_a_sparse_one(rule, weight_decay):
     """Keras leaves a variable without a gradient, and its slots, as they are; a sparse
-    gradient acts as its dense sum. Both hold for variables that share flat slots."""
+    gradient acts as its dense sum for Adam, and moves only its rows for LazyAdam. All of it
+    holds for variables that share flat slots."""
     results = {}
     for fast in (True, False):
         variables = [keras.Variable(np.ones((5,)), dtype="float64"), keras.Variable(np.ones((4, 2)), dtype="float64"),
                      keras.Variable(np.ones((3,)), dtype="float64")]
-        optimizer = to.Adam(0.1, fast_path=fast)
+        optimizer = rule(0.1, weight_decay=weight_decay, fast_path=fast)
         optimizer.apply([tf.ones(5, "float64"), tf.ones((4, 2), "float64"), tf.ones(3, "float64")], variables)
         before = [optimizer.slot_value(optimizer._momentums, variables[0]).numpy()]
         for _ in range(3):

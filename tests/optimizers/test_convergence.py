@@ -61,6 +61,10 @@ ROSENBROCK = {
     # thousands of steps, so the normalised steps are tiny (0.43 at 5,000 steps even at rate
     # 0.05); ADOPT converges for any beta_2, and 0.99 adapts within ~100 steps (4e-4 at 2,000).
     "ADOPT": (lambda: to.ADOPT(0.01, beta_2=0.99), 2000),
+    # Every step moves each coordinate by exactly the rate: the valley (~3.5 long) takes ~4,500
+    # steps at 1e-3 (0.02 at 4,000), after which the point cycles within a few rates of (1, 1)
+    # (0.0045 from then on; 3e-3 cycles at 0.09).
+    "Lion": (lambda: to.Lion(1e-3), 5000),
     # precondition_1d gives the 2-D point its 2 x 2 preconditioner (without it SOAP is Adam
     # with a first step that does not move); weight decay would move the optimum.
     "SOAP": (lambda: to.SOAP(0.01, weight_decay=0.0, precondition_1d=True), 1000),
@@ -93,6 +97,7 @@ DIGITS = {
     "MADGRAD": (lambda: to.MADGRAD(0.01), 100),
     "AdEMAMix": (lambda: to.AdEMAMix(0.05), 100),
     "ADOPT": (lambda: to.ADOPT(0.05), 100),
+    "Lion": (lambda: to.Lion(0.02), 100),
     "SOAP": (lambda: to.SOAP(0.1), 100),
 }
 

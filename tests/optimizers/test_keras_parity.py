@@ -24,6 +24,7 @@ RTOL = 1e-12
 FLOAT32_RTOL = 1e-6
 
 ADAM = dict(beta_1=0.875, beta_2=1 - 2**-10)
+LION = dict(beta_1=0.875, beta_2=1 - 2**-7)
 CASES = {
     "gradient_descent": (lambda: to.GradientDescent(0.05), lambda: K.SGD(0.05)),
     "sgd": (lambda: to.SGD(0.05), lambda: K.SGD(0.05)),
@@ -66,6 +67,12 @@ CASES = {
         lambda: to.AdamW(0.01, weight_decay=0.125, amsgrad=True, **ADAM),
         lambda: K.AdamW(0.01, weight_decay=0.125, amsgrad=True, **ADAM),
     ),
+    "lion": (lambda: to.Lion(0.01, **LION), lambda: K.Lion(0.01, **LION)),
+    # c = m: the step follows the momentum alone (Keras rejects beta_1 = 0, allows 1).
+    "lion_momentum_only": (
+        lambda: to.Lion(0.01, beta_1=1.0, beta_2=0.875),
+        lambda: K.Lion(0.01, beta_1=1.0, beta_2=0.875),
+    ),
 }
 
 # The common Keras arguments, each exercised on a stateless and a stateful rule.
@@ -84,7 +91,12 @@ LEARNING_RATES = {
 }
 # RMSprop runs at a smaller rate: at 0.01 plain RMSprop reaches the sign-like orbit around the
 # optimum, where one-ulp differences grow chaotically and no comparison is meaningful.
-RULES = {"SGD": (0.01, {"momentum": 0.875}), "Adam": (0.01, ADAM), "RMSprop": (0.001, {})}
+RULES = {
+    "SGD": (0.01, {"momentum": 0.875}),
+    "Adam": (0.01, ADAM),
+    "RMSprop": (0.001, {}),
+    "Lion": (0.01, LION),
+}
 for rule, (rate, extra) in RULES.items():
     for arg, kwargs in COMMON.items():
         CASES[f"{rule.lower()}_{arg}"] = (
@@ -108,7 +120,7 @@ def test_matches_keras_twin(case):
         assert_close(ours[step], theirs[step], RTOL)
 
 
-@pytest.mark.parametrize("case", ["adam", "sgd_momentum", "rmsprop_centered"])
+@pytest.mark.parametrize("case", ["adam", "sgd_momentum", "rmsprop_centered", "lion_weight_decay"])
 def test_matches_keras_twin_under_xla(case):
     make_ours, make_keras = CASES[case]
     with floatx("float64"):
@@ -125,6 +137,7 @@ DEFAULTS = {
     "RMSprop": ("RMSprop", 0.001),
     "Adam": ("Adam", 0.01),
     "AdamW": ("AdamW", 0.01),
+    "Lion": ("Lion", 0.01),
 }
 
 

@@ -24,6 +24,7 @@ from tfoptim.optimizers.dynamic_gradient_descent import DynamicGradientDescent
 from tfoptim.optimizers.gradient_descent import GradientDescent
 from tfoptim.optimizers.lars import LARS
 from tfoptim.optimizers.lazy_adam import LazyAdam
+from tfoptim.optimizers.lion import Lion
 from tfoptim.optimizers.lookahead import Lookahead
 from tfoptim.optimizers.madgrad import MADGRAD
 from tfoptim.optimizers.novograd import NovoGrad
@@ -53,6 +54,7 @@ __all__ = [
     "GradientDescent",
     "LARS",
     "LazyAdam",
+    "Lion",
     "Lookahead",
     "MADGRAD",
     "NovoGrad",

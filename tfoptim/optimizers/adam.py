@@ -42,6 +42,8 @@ class Adam(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    increment_only = True
+
     def __init__(
         self,
         learning_rate=0.001,

@@ -49,6 +49,8 @@ class AdEMAMix(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    increment_only = True
+
     def __init__(
         self,
         learning_rate=0.001,

@@ -42,6 +42,8 @@ class COCOB(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    increment_only = True
+
     def __init__(self, learning_rate=1.0, alpha=100.0, epsilon=1e-8, name="cocob", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.alpha = check_range("alpha", alpha, 1.0)

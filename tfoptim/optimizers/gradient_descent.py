@@ -24,6 +24,8 @@ class GradientDescent(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    increment_only = True
+
     def __init__(self, learning_rate=0.01, name="gradient_descent", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
 

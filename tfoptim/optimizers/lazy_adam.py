@@ -43,8 +43,7 @@ class LazyAdam(Adam):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
-    # Sparse rows are updated lazily, which a flat buffer made dense would not do.
-    elementwise = False
+    lazy_sparse = True
 
     def __init__(
         self,

@@ -84,7 +84,8 @@ class MADGRAD(Optimizer):
 
         if self.momentum:
             x0 = self._initial_points[index]
-            self.assign(x0, ops.where(ops.equal(step, 1), variable, x0))
+            # A branch, not a select: a select would read and write all of x0 on every step.
+            ops.cond(ops.equal(step, 1), lambda: self.assign(x0, variable), lambda: None)
         else:
             x0 = ops.add(variable, ops.divide(s, _denominator(v, self.epsilon)))
         self.assign_add(v, ops.multiply(ops.square(gradient), weight))

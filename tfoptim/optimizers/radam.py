@@ -76,6 +76,8 @@ class RAdam(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    increment_only = True
+
     def __init__(
         self,
         learning_rate=0.001,

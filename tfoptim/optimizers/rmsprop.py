@@ -47,6 +47,8 @@ class RMSprop(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    increment_only = True
+
     def __init__(
         self,
         learning_rate=0.001,

@@ -39,6 +39,8 @@ class SGD(Optimizer):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
+    increment_only = True
+
     def __init__(
         self,
         learning_rate=0.01,

@@ -1,0 +1,72 @@
+import keras
+from keras import ops
+
+from tfoptim._validation import check_range, check_unit_interval
+from tfoptim.optimizers._moments import decay_and_add
+from tfoptim.optimizers.base import Optimizer
+
+
+@keras.saving.register_keras_serializable(package="tfoptim")
+class Lion(Optimizer):
+    """Lion: the sign of an interpolated momentum, so every coordinate moves by the learning rate.
+
+    Update rule at step ``t = 1, 2, ...`` (``m`` starts at 0)::
+
+        c     =  beta_1 * m + (1 - beta_1) * g        (the direction of this step)
+        theta <- theta - alpha * sign(c)              (sign(0) = 0: no move)
+        m     <- beta_2 * m + (1 - beta_2) * g        (the momentum, after the step)
+
+    Two betas: the step interpolates with ``beta_1``, the state remembers with ``beta_2`` (by
+    default the longer memory, 0.99 against 0.9). Keras's decoupled ``weight_decay`` shrinks the
+    weights first, ``theta <- theta - alpha * wd * theta``, with ``g`` taken at the unshrunk
+    weights: together the paper's ``theta <- theta - alpha * (sign(c) + wd * theta)``.
+    ``coupled_weight_decay`` adds ``lambda * theta`` to ``g`` before ``c`` and ``m``
+    (``pytorch_optimizer.Lion`` with ``weight_decouple=False``).
+
+    One slot (half of Adam's state), and every step moves each coordinate by exactly ``alpha``
+    (where ``c != 0``): the update's norm is larger than Adam's, so the paper takes rates 3-10x
+    smaller than AdamW's and a weight decay 3-10x larger (the same ``alpha * wd``).
+
+    Rule, arguments and defaults are those of ``keras.optimizers.Lion`` (the same trajectories,
+    to the last bit at the defaults), except that ``beta_1 = 0`` (signSGD: ``sign(g)``) is
+    allowed. ``c`` and ``m`` are computed as the authors' code and Keras write them
+    (``m * beta + g * (1 - beta)``); ``pytorch_optimizer.Lion`` uses ``lerp``
+    (``m + (1 - beta) * (g - m)``), which differs in the last bits only, so a sign can differ
+    only where ``c`` cancels to within rounding. The authors' code and ``pytorch_optimizer``
+    default to a rate of 1e-4.
+
+    Reference: Chen et al., "Symbolic Discovery of Optimization Algorithms" (NeurIPS 2023,
+    arXiv:2302.06675), Algorithm 2; official implementation google/automl (``lion``).
+
+    Args:
+        learning_rate: float >= 0, ``LearningRateSchedule`` or callable: the size of every
+            coordinate's step. Defaults to 0.001.
+        beta_1: weight of the momentum in the step's direction, in [0, 1]; 0 steps by the sign
+            of the gradient, 1 by the sign of the momentum alone. Defaults to 0.9.
+        beta_2: decay of the momentum, in [0, 1). Defaults to 0.99.
+        **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
+    """
+
+    increment_only = True
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name="lion", **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.beta_1 = check_range("beta_1", beta_1, 0.0, 1.0)
+        self.beta_2 = check_unit_interval("beta_2", beta_2)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self._momentums = self.add_optimizer_variables(variables, "momentum")
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        learning_rate = ops.cast(learning_rate, dtype)
+        beta_1 = self.hyperparameter(self.beta_1)
+        beta_2 = self.hyperparameter(self.beta_2)
+        m = self._momentums[self._get_variable_index(variable)]
+        direction = ops.add(ops.multiply(m, beta_1), ops.multiply(gradient, 1.0 - beta_1))
+        self.assign_sub(variable, ops.multiply(learning_rate, ops.sign(direction)))
+        decay_and_add(self, m, beta_2, gradient, 1.0 - beta_2)
