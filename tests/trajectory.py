@@ -60,3 +60,17 @@ def assert_close(actual, expected, rtol):
         scale = np.max(np.abs(e))
         error = np.max(np.abs(a - e)) / scale
         assert error <= rtol, f"param{i}: relative difference {error:.3e} > {rtol:.0e}"
+
+
+def assert_fast_path_follows_slow_path(make, steps, rtol):
+    """``make(fast_path)``'s float64 trajectories over ``MIXED_SHAPES`` agree to ``rtol`` at
+    step 1 and ``steps``: fused by XLA and grouped into flat buffers, or Keras's per-variable
+    loop. Returns the fast-path optimizer (one fused call, checked) for further checks."""
+    with floatx("float64"):
+        fast_optimizer = make(True)
+        fast = run(fast_optimizer, (1, steps), shapes=MIXED_SHAPES)
+        slow = run(make(False), (1, steps), shapes=MIXED_SHAPES)
+    assert len(fast_optimizer._fused_updates) == 1
+    for step in (1, steps):
+        assert_close(fast[step], slow[step], rtol)
+    return fast_optimizer

@@ -11,7 +11,7 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded, tfa_float32 as f32
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_fast_path_follows_slow_path, floatx
 
 RECORDED = Recorded("tfa_successors_a")
 # The same formulas evaluated in another order: float64 rounding over 200 steps stays below
@@ -77,13 +77,7 @@ def test_belief_is_the_spread_around_the_moving_average():
     ids=["rectified", "plain"],
 )
 def test_fast_path_follows_the_slow_path(flags):
-    with floatx("float64"):
-        fast_optimizer = to.AdaBelief(0.01, fast_path=True, **flags)
-        fast = run(fast_optimizer, (1, 20), shapes=MIXED_SHAPES)
-        slow = run(to.AdaBelief(0.01, fast_path=False, **flags), (1, 20), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 20):
-        assert_close(fast[step], slow[step], 1e-12)
+    assert_fast_path_follows_slow_path(lambda fast: to.AdaBelief(0.01, fast_path=fast, **flags), 20, 1e-12)
 
 
 INVALID = [

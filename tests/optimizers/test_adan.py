@@ -12,7 +12,7 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_fast_path_follows_slow_path, floatx
 
 RECORDED = Recorded("modern_a")
 # Same formulas in another order (torch's lerp_ and addcdiv_): float64 rounding over 200 steps
@@ -52,14 +52,7 @@ def test_first_step_has_no_gradient_difference():
 
 @pytest.mark.parametrize("no_prox", [False, True])
 def test_fast_path_follows_the_slow_path(no_prox):
-    with floatx("float64"):
-        fast_optimizer = to.Adan(0.01, weight_decay=0.1, no_prox=no_prox)
-        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
-        slow = run(to.Adan(0.01, weight_decay=0.1, no_prox=no_prox, fast_path=False), (1, 200),
-                   shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 200):
-        assert_close(fast[step], slow[step], 1e-12)
+    assert_fast_path_follows_slow_path(lambda fast: to.Adan(0.01, weight_decay=0.1, no_prox=no_prox, fast_path=fast), 200, 1e-12)
 
 
 INVALID = [

@@ -12,7 +12,7 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_fast_path_follows_slow_path
 
 RECORDED = Recorded("modern_a")
 # Same formulas in another order (torch's lerp_ and addcdiv_): float64 rounding over 200 steps
@@ -57,13 +57,7 @@ def test_beta_3_warmup_runs_from_beta_1_to_beta_3_in_half_life():
 
 def test_fast_path_follows_the_slow_path():
     kwargs = dict(learning_rate=0.01, alpha_warmup=50, beta_3_warmup=100, weight_decay=0.05)
-    with floatx("float64"):
-        fast_optimizer = to.AdEMAMix(**kwargs)
-        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
-        slow = run(to.AdEMAMix(fast_path=False, **kwargs), (1, 200), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 200):
-        assert_close(fast[step], slow[step], 1e-12)
+    assert_fast_path_follows_slow_path(lambda fast: to.AdEMAMix(fast_path=fast, **kwargs), 200, 1e-12)
 
 
 INVALID = [

@@ -13,7 +13,7 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_fast_path_follows_slow_path
 
 RECORDED = Recorded("modern_a")
 # Same formulas in another order (torch's lerp_): float64 rounding over 200 steps stays below
@@ -63,13 +63,7 @@ def test_fast_path_follows_the_slow_path(clip_exponent):
     weight decay some of the 50,000 coordinates orbit their optimum chaotically after ~100 steps
     and XLA's reassociation (1e-16) grows to 1e-3 there."""
     kwargs = dict(learning_rate=0.01, beta_2=0.99, clip_exponent=clip_exponent, weight_decay=0.05)
-    with floatx("float64"):
-        fast_optimizer = to.ADOPT(**kwargs)
-        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
-        slow = run(to.ADOPT(fast_path=False, **kwargs), (1, 200), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 200):
-        assert_close(fast[step], slow[step], 1e-10)
+    assert_fast_path_follows_slow_path(lambda fast: to.ADOPT(fast_path=fast, **kwargs), 200, 1e-10)
 
 
 INVALID = [

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tfoptim.optimizers as to
 from reference_problem import gradient, initial_problem
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import MIXED_SHAPES, assert_close, assert_fast_path_follows_slow_path, floatx, run
 
 INVALID = [
     (lambda: to.SGD(learning_rate=-0.1), "learning_rate"),
@@ -131,14 +131,9 @@ def test_coupled_weight_decay_is_l2_added_to_the_gradient():
 def test_fast_path_follows_the_slow_path(make, rtol, by_increment):
     """Same rule, fused by XLA and grouped (stepped from the members' values, or from zero
     when weight decay does not read them) or not: float64 trajectories agree to rounding."""
-    with floatx("float64"):
-        fast_optimizer = make(True)
-        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
-        slow = run(make(False), (1, 200), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1 and len(fast_optimizer._groups) == 1
+    fast_optimizer = assert_fast_path_follows_slow_path(make, 200, rtol)
+    assert len(fast_optimizer._groups) == 1
     assert fast_optimizer._steps_by_increment(fast_optimizer._groups[0]) == by_increment
-    for step in (1, 200):
-        assert_close(fast[step], slow[step], rtol)
 
 
 # -- small variables as flat buffers ------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
 from reference_problem import initial_problem
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_fast_path_follows_slow_path, floatx, run
 
 RECORDED = Recorded("tfa_successors_b")
 
@@ -40,13 +40,7 @@ def test_zero_gradients_leave_coordinates_in_place():
 
 
 def test_fast_path_follows_the_slow_path():
-    with floatx("float64"):
-        fast_optimizer = to.COCOB(0.5, alpha=10.0)
-        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
-        slow = run(to.COCOB(0.5, alpha=10.0, fast_path=False), (1, 200), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 200):
-        assert_close(fast[step], slow[step], 1e-10)
+    assert_fast_path_follows_slow_path(lambda fast: to.COCOB(0.5, alpha=10.0, fast_path=fast), 200, 1e-10)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
 from reference_problem import gradient, initial_problem
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_close, assert_fast_path_follows_slow_path, floatx, run
 
 RECORDED = Recorded("tfa_successors_b")
 # torch's names -> tfoptim's. pytorch_optimizer exempts every variable of fewer than 2
@@ -110,13 +110,7 @@ def test_fast_path_follows_the_slow_path():
             exclude_bias_and_norm=False, fast_path=fast,
         )
 
-    with floatx("float64"):
-        fast_optimizer = make(True)
-        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
-        slow = run(make(False), (1, 200), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 200):
-        assert_close(fast[step], slow[step], 1e-10)
+    assert_fast_path_follows_slow_path(make, 200, 1e-10)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import numpy_rules as nr
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
 from reference_problem import STEPS, gradient, initial_problem
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_fast_path_follows_slow_path, floatx, run
 
 RECORDED = Recorded("modern_a")
 # Each step moves every coordinate by exactly +-lr (one rounding, the same on both sides), so
@@ -181,13 +181,7 @@ def test_step_interpolates_with_beta_1_and_momentum_remembers_with_beta_2(beta_1
 def test_fast_path_follows_the_slow_path(flags):
     """Without weight decay the small variables' group is stepped from zero and the increment
     added to each (``increment_only``); with either decay, from the members' values."""
-    with floatx("float64"):
-        fast_optimizer = to.Lion(0.01, **flags)
-        fast = run(fast_optimizer, (1, STEPS), shapes=MIXED_SHAPES)
-        slow = run(to.Lion(0.01, fast_path=False, **flags), (1, STEPS), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, STEPS):
-        assert_close(fast[step], slow[step], RTOL)
+    assert_fast_path_follows_slow_path(lambda fast: to.Lion(0.01, fast_path=fast, **flags), STEPS, RTOL)
 
 
 def test_serialization_round_trip():

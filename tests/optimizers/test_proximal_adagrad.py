@@ -13,7 +13,7 @@ import tensorflow as tf
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded
 from reference_problem import STEPS, gradient, initial_problem
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_close, assert_fast_path_follows_slow_path, floatx, run
 
 RECORDED = Recorded("tfa_successors_b")
 CHECKPOINTS = (1, 10, 50, STEPS)
@@ -85,13 +85,7 @@ def test_fast_path_follows_the_slow_path():
     def make(fast):
         return to.ProximalAdagrad(0.1, l1_regularization_strength=0.01, l2_regularization_strength=0.01, fast_path=fast)
 
-    with floatx("float64"):
-        fast_optimizer = make(True)
-        fast = run(fast_optimizer, (1, 200), shapes=MIXED_SHAPES)
-        slow = run(make(False), (1, 200), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 200):
-        assert_close(fast[step], slow[step], 1e-10)
+    assert_fast_path_follows_slow_path(make, 200, 1e-10)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 
 import tfoptim.optimizers as to
 from recorded_trajectories import Recorded, tfa_float32 as f32
-from trajectory import MIXED_SHAPES, assert_close, floatx, run
+from trajectory import assert_fast_path_follows_slow_path, floatx
 
 RECORDED = Recorded("tfa_successors_a")
 # The same formulas evaluated in another order: float64 rounding over 200 steps stays below
@@ -82,13 +82,7 @@ def test_no_momentum_slot_without_beta_1():
     ids=["l1_l2", "tanh"],
 )
 def test_fast_path_follows_the_slow_path(flags):
-    with floatx("float64"):
-        fast_optimizer = to.Yogi(0.01, fast_path=True, **flags)
-        fast = run(fast_optimizer, (1, 20), shapes=MIXED_SHAPES)
-        slow = run(to.Yogi(0.01, fast_path=False, **flags), (1, 20), shapes=MIXED_SHAPES)
-    assert len(fast_optimizer._fused_updates) == 1
-    for step in (1, 20):
-        assert_close(fast[step], slow[step], 1e-12)
+    assert_fast_path_follows_slow_path(lambda fast: to.Yogi(0.01, fast_path=fast, **flags), 20, 1e-12)
 
 
 INVALID = [
