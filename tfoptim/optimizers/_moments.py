@@ -28,6 +28,32 @@ def bias_correction(decay, step):
     return 1 - ops.power(ops.convert_to_tensor(decay, step.dtype), step)
 
 
+def keep_maximum(optimizer, maximum, value):
+    """AMSGrad's running maximum in place, ``maximum <- max(maximum, value)``; returns the slot."""
+    optimizer.assign(maximum, ops.maximum(maximum, value))
+    return maximum
+
+
+def adam_step(m, v, epsilon, learning_rate, correction_1, correction_2, bias_corrected_epsilon):
+    """Adam's bias-corrected step ``lr * m_hat / (sqrt(v_hat) + eps)``, in one of its two forms.
+
+    ``bias_corrected_epsilon=False`` (Keras, TF1, the paper's "more efficient" order, the
+    corrections folded into the rate): ``lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``.
+    True (PyTorch): ``lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``. The two differ only
+    in how much ``eps`` weighs. ``learning_rate`` and the corrections are scalars of the step's
+    precision (``scalar_dtype``); the result has ``m``'s dtype.
+    """
+    dtype = m.dtype
+    if bias_corrected_epsilon:
+        root_2 = ops.cast(ops.sqrt(correction_2), dtype)
+        denominator = ops.add(ops.divide(ops.sqrt(v), root_2), epsilon)
+        step_size = ops.divide(learning_rate, correction_1)
+    else:
+        denominator = ops.add(ops.sqrt(v), epsilon)
+        step_size = ops.divide(ops.multiply(learning_rate, ops.sqrt(correction_2)), correction_1)
+    return ops.divide(ops.multiply(m, ops.cast(step_size, dtype)), denominator)
+
+
 def local_step(optimizer, dtype):
     """The 1-based index of the update being applied, in ``scalar_dtype(dtype)``."""
     return ops.cast(optimizer.iterations + 1, scalar_dtype(dtype))
@@ -63,6 +89,36 @@ def rectification(beta_2, step):
     rho = rho_inf - 2.0 * step * beta_2_power / (1.0 - beta_2_power)
     ratio = (rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)
     return rho, ops.sqrt(ops.maximum(ratio, 0.0))
+
+
+def rectified_step(optimizer, m, v, learning_rate, step):
+    """RAdam's step, shared by ``RAdam`` and ``AdaBelief`` (``v``: its belief ``s``).
+
+    Where ``rho_t >= sma_threshold``, Adam's step (``adam_step``) scaled by ``r_t``; below it,
+    ``lr * m / (1 - b1^t)`` (momentum SGD) with ``degenerated_to_sgd``, else no move. Reads the
+    optimizer's ``beta_1``, ``beta_2``, ``epsilon``, ``sma_threshold``, ``degenerated_to_sgd`` and
+    ``bias_corrected_epsilon``.
+    """
+    beta_2 = optimizer.hyperparameter(optimizer.beta_2)
+    correction_1 = bias_correction(optimizer.hyperparameter(optimizer.beta_1), step)
+    correction_2 = bias_correction(beta_2, step)
+    rho, r = rectification(beta_2, step)
+    adaptive = adam_step(
+        m,
+        v,
+        optimizer.epsilon,
+        learning_rate * r,
+        correction_1,
+        correction_2,
+        optimizer.bias_corrected_epsilon,
+    )
+    if optimizer.degenerated_to_sgd:
+        plain_rate = learning_rate / correction_1
+    else:
+        plain_rate = ops.zeros_like(learning_rate)
+    return ops.where(
+        rho >= optimizer.sma_threshold, adaptive, ops.multiply(m, ops.cast(plain_rate, m.dtype))
+    )
 
 
 def warmup_learning_rate(optimizer, learning_rate):
@@ -117,3 +173,34 @@ def decay_and_add(optimizer, slot, decay, value, coefficient, active=True):
             ops.multiply(slot, factor(decay, 1.0)), ops.multiply(value, factor(coefficient, 0.0))
         ),
     )
+
+
+def distance_adapted_rate(optimizer, learning_rate):
+    """``(d, rate, runs)`` of the D-Adaptation rules (``DAdaptAdam``, ``Prodigy``) at this step.
+
+    ``d``: the current distance estimate; ``rate = d * lr``, times Adam's bias correction
+    ``sqrt(1 - b2^k) / (1 - b1^k)`` with ``use_bias_correction`` (``k``: the updates applied so
+    far plus one, ``optimizer._updates + 1``); ``runs``: ``lr > 0``, whether the step moves at all.
+    """
+    d = ops.convert_to_tensor(optimizer._d)
+    learning_rate = ops.cast(learning_rate, d.dtype)
+    rate = d * learning_rate
+    if optimizer.use_bias_correction:
+        k = ops.cast(optimizer._updates + 1, d.dtype)
+        beta_1 = optimizer.hyperparameter(optimizer.beta_1)
+        beta_2 = optimizer.hyperparameter(optimizer.beta_2)
+        rate = rate * (ops.sqrt(bias_correction(beta_2, k)) / bias_correction(beta_1, k))
+    return d, rate, learning_rate > 0
+
+
+def proximal_step(value, rate, l1, l2):
+    """The proximal map of ``l1 * |x| + l2 / 2 * x^2`` at per-coordinate step ``rate`` (FOBOS,
+    Duchi & Singer 2009): soft-threshold by ``rate * l1``, then shrink by ``1 + rate * l2``.
+    A zero ``l1`` (a Python number) skips the threshold. The shrink always runs, as in
+    TensorFlow's ``ResourceApplyProximalAdagrad``: skipping it at ``l2 = 0`` (a division by
+    one) made ``ProximalAdagrad``'s graph part from that kernel by an ulp (float32, measured;
+    the kernel is only bit for bit with the division in place)."""
+    if l1:
+        shrunk = ops.maximum(ops.subtract(ops.abs(value), ops.multiply(rate, l1)), 0.0)
+        value = ops.multiply(ops.sign(value), shrunk)
+    return ops.divide(value, ops.add(ops.multiply(rate, l2), 1.0))

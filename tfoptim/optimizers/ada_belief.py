@@ -9,9 +9,11 @@ from tfoptim._validation import (
     check_unit_interval,
 )
 from tfoptim.optimizers._moments import (
+    adam_step,
     bias_correction,
+    keep_maximum,
     local_step,
-    rectification,
+    rectified_step,
     update_moment,
     warmup_learning_rate,
 )
@@ -126,9 +128,6 @@ class AdaBelief(Optimizer):
         gradient = ops.cast(gradient, dtype)
         step = local_step(self, dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
-        beta_2 = self.hyperparameter(self.beta_2)
-        correction_1 = bias_correction(self.hyperparameter(self.beta_1), step)
-        correction_2 = bias_correction(beta_2, step)
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         s = self._beliefs[index]
@@ -136,31 +135,12 @@ class AdaBelief(Optimizer):
         update_moment(self, s, ops.square(ops.subtract(gradient, m)), self.beta_2)
         self.assign(s, ops.add(s, self.epsilon))
         if self.amsgrad:
-            s_hat = self._belief_hats[index]
-            self.assign(s_hat, ops.maximum(s_hat, s))
-            s = s_hat
-        root_2 = ops.cast(ops.sqrt(correction_2), dtype)
-        corrected = ops.add(ops.divide(ops.sqrt(s), root_2), self.epsilon)
-        if not self.rectify:
-            rate = ops.cast(learning_rate / correction_1, dtype)
-            self.assign_sub(variable, ops.divide(ops.multiply(m, rate), corrected))
+            s = keep_maximum(self, self._belief_hats[index], s)
+        if self.rectify:
+            self.assign_sub(variable, rectified_step(self, m, s, learning_rate, step))
             return
-        rho, r = rectification(beta_2, step)
-        if self.bias_corrected_epsilon:
-            denominator = corrected
-            adaptive_rate = learning_rate * r / correction_1
-        else:
-            denominator = ops.add(ops.sqrt(s), self.epsilon)
-            adaptive_rate = learning_rate * r * ops.sqrt(correction_2) / correction_1
-        if self.degenerated_to_sgd:
-            plain_rate = learning_rate / correction_1
-        else:
-            plain_rate = ops.zeros_like(learning_rate)
+        correction_1 = bias_correction(self.hyperparameter(self.beta_1), step)
+        correction_2 = bias_correction(self.hyperparameter(self.beta_2), step)
         self.assign_sub(
-            variable,
-            ops.where(
-                rho >= self.sma_threshold,
-                ops.divide(ops.multiply(m, ops.cast(adaptive_rate, dtype)), denominator),
-                ops.multiply(m, ops.cast(plain_rate, dtype)),
-            ),
+            variable, adam_step(m, s, self.epsilon, learning_rate, correction_1, correction_2, True)
         )

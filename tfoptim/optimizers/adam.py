@@ -1,7 +1,13 @@
 import keras
 from keras import ops
 
-from tfoptim.optimizers._moments import bias_correction, local_step, update_moment
+from tfoptim.optimizers._moments import (
+    adam_step,
+    bias_correction,
+    keep_maximum,
+    local_step,
+    update_moment,
+)
 from tfoptim._validation import check_positive, check_unit_interval
 from tfoptim.optimizers.base import Optimizer
 
@@ -86,15 +92,16 @@ class Adam(Optimizer):
         update_moment(self, m, gradient, self.beta_1)
         update_moment(self, v, ops.square(gradient), self.beta_2)
         if self.amsgrad:
-            v_hat = self._velocity_hats[index]
-            self.assign(v_hat, ops.maximum(v_hat, v))
-            v = v_hat
-        if self.bias_corrected_epsilon:
-            root_2 = ops.cast(ops.sqrt(correction_2), dtype)
-            denominator = ops.add(ops.divide(ops.sqrt(v), root_2), self.epsilon)
-            step_size = ops.divide(learning_rate, correction_1)
-        else:
-            denominator = ops.add(ops.sqrt(v), self.epsilon)
-            step_size = ops.divide(ops.multiply(learning_rate, ops.sqrt(correction_2)), correction_1)
-        step_size = ops.cast(step_size, dtype)
-        self.assign_sub(variable, ops.divide(ops.multiply(m, step_size), denominator))
+            v = keep_maximum(self, self._velocity_hats[index], v)
+        self.assign_sub(
+            variable,
+            adam_step(
+                m,
+                v,
+                self.epsilon,
+                learning_rate,
+                correction_1,
+                correction_2,
+                self.bias_corrected_epsilon,
+            ),
+        )

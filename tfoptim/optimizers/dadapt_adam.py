@@ -5,9 +5,9 @@ from keras import ops
 
 from tfoptim._validation import check_positive, check_range, check_unit_interval
 from tfoptim.optimizers._moments import (
-    bias_correction,
     constant,
     decay_and_add,
+    distance_adapted_rate,
     statistics_dtype,
     total,
 )
@@ -103,19 +103,8 @@ class DAdaptAdam(Optimizer):
             variables, ["momentum", "velocity", "s"]
         )
 
-    def _step(self, learning_rate):
-        """``(d, rate, runs)``: the current ``d``, this step's ``d * lr * c``, and ``lr > 0``."""
-        d = ops.convert_to_tensor(self._d)
-        learning_rate = ops.cast(learning_rate, d.dtype)
-        rate = d * learning_rate
-        if self.use_bias_correction:
-            k = ops.cast(self._updates + 1, d.dtype)
-            beta_1, beta_2 = self.hyperparameter(self.beta_1), self.hyperparameter(self.beta_2)
-            rate = rate * (ops.sqrt(bias_correction(beta_2, k)) / bias_correction(beta_1, k))
-        return d, rate, learning_rate > 0
-
     def collect_statistics(self, gradient, variable, learning_rate):
-        d, rate, runs = self._step(learning_rate)
+        d, rate, runs = distance_adapted_rate(self, learning_rate)
         root = self.beta_2**0.5
         gradient = ops.cast(gradient, variable.dtype)
         index = self._get_variable_index(variable)
@@ -130,7 +119,7 @@ class DAdaptAdam(Optimizer):
 
     def apply_statistics(self, totals, learning_rate):
         numerator, denominator = totals
-        d, rate, runs = self._step(learning_rate)
+        d, rate, runs = distance_adapted_rate(self, learning_rate)
         root = self.beta_2**0.5
         # The official code returns before touching d (and the weights) on such a step.
         applies = ops.logical_and(runs, denominator > 0)

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from tfoptim.optimizers._moments import bias_correction, local_step
+from tfoptim.optimizers._moments import adam_step, bias_correction, local_step
 from tfoptim.optimizers.adam import Adam
 
 
@@ -96,13 +96,7 @@ class LazyAdam(Adam):
             v_hat_slot = self._velocity_hats[index]
             v = ops.maximum(ops.take(v_hat_slot, rows, axis=0), v)
             update_rows(v_hat_slot, v)
-        if self.bias_corrected_epsilon:
-            root_2 = ops.cast(ops.sqrt(correction_2), dtype)
-            denominator = ops.add(ops.divide(ops.sqrt(v), root_2), self.epsilon)
-            step_size = ops.divide(learning_rate, correction_1)
-        else:
-            denominator = ops.add(ops.sqrt(v), self.epsilon)
-            step_size = ops.divide(ops.multiply(learning_rate, ops.sqrt(correction_2)), correction_1)
-        step_size = ops.cast(step_size, dtype)
-        delta = ops.divide(ops.multiply(m, step_size), denominator)
+        delta = adam_step(
+            m, v, self.epsilon, learning_rate, correction_1, correction_2, self.bias_corrected_epsilon
+        )
         self.assign_sub(variable, tf.IndexedSlices(delta, rows))

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from tfoptim._validation import check_non_negative, check_positive
-from tfoptim.optimizers._moments import constant
+from tfoptim.optimizers._moments import constant, proximal_step
 from tfoptim.optimizers.base import Optimizer, resource
 
 
@@ -79,10 +79,7 @@ class ProximalAdagrad(Optimizer):
         value = ops.subtract(variable, ops.multiply(gradient, rate))
         l1 = self.hyperparameter(self.l1_regularization_strength)
         l2 = self.hyperparameter(self.l2_regularization_strength)
-        if l1:
-            shrunk = ops.maximum(ops.subtract(ops.abs(value), ops.multiply(rate, l1)), 0)
-            value = ops.multiply(ops.sign(value), shrunk)
-        self.assign(variable, ops.divide(value, ops.add(ops.multiply(rate, l2), 1)))
+        self.assign(variable, proximal_step(value, rate, l1, l2))
 
     def training_op(self):
         """TensorFlow's ``ResourceApplyProximalAdagrad``, the kernel this rule follows: the

@@ -9,9 +9,9 @@ from tfoptim._validation import (
     check_unit_interval,
 )
 from tfoptim.optimizers._moments import (
-    bias_correction,
+    keep_maximum,
     local_step,
-    rectification,
+    rectified_step,
     update_moment,
     warmup_learning_rate,
 )
@@ -127,35 +127,11 @@ class RAdam(Optimizer):
         gradient = ops.cast(gradient, dtype)
         step = local_step(self, dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
-        beta_2 = self.hyperparameter(self.beta_2)
-        correction_1 = bias_correction(self.hyperparameter(self.beta_1), step)
-        correction_2 = bias_correction(beta_2, step)
-        rho, r = rectification(beta_2, step)
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         v = self._velocities[index]
         update_moment(self, m, gradient, self.beta_1)
         update_moment(self, v, ops.square(gradient), self.beta_2)
         if self.amsgrad:
-            v_hat = self._velocity_hats[index]
-            self.assign(v_hat, ops.maximum(v_hat, v))
-            v = v_hat
-        if self.bias_corrected_epsilon:
-            root_2 = ops.cast(ops.sqrt(correction_2), dtype)
-            denominator = ops.add(ops.divide(ops.sqrt(v), root_2), self.epsilon)
-            adaptive_rate = learning_rate * r / correction_1
-        else:
-            denominator = ops.add(ops.sqrt(v), self.epsilon)
-            adaptive_rate = learning_rate * r * ops.sqrt(correction_2) / correction_1
-        if self.degenerated_to_sgd:
-            plain_rate = learning_rate / correction_1
-        else:
-            plain_rate = ops.zeros_like(learning_rate)
-        self.assign_sub(
-            variable,
-            ops.where(
-                rho >= self.sma_threshold,
-                ops.divide(ops.multiply(m, ops.cast(adaptive_rate, dtype)), denominator),
-                ops.multiply(m, ops.cast(plain_rate, dtype)),
-            ),
-        )
+            v = keep_maximum(self, self._velocity_hats[index], v)
+        self.assign_sub(variable, rectified_step(self, m, v, learning_rate, step))

@@ -2,7 +2,13 @@ import keras
 from keras import ops
 
 from tfoptim._validation import check_choice, check_non_negative, check_positive, check_unit_interval
-from tfoptim.optimizers._moments import bias_correction, constant, local_step, update_moment
+from tfoptim.optimizers._moments import (
+    bias_correction,
+    constant,
+    local_step,
+    proximal_step,
+    update_moment,
+)
 from tfoptim.optimizers.base import Optimizer
 
 
@@ -105,12 +111,11 @@ class Yogi(Optimizer):
         self.assign_add(v, ops.multiply(ops.multiply(direction, square), 1.0 - self.beta_2))
         per_coordinate = ops.divide(rate, ops.add(ops.sqrt(v), self.epsilon))
         theta = ops.subtract(variable, ops.multiply(per_coordinate, m))
-        if self.l1_regularization_strength:
-            shrink = ops.multiply(per_coordinate, self.l1_regularization_strength)
-            theta = ops.multiply(
-                ops.sign(theta), ops.maximum(ops.subtract(ops.abs(theta), shrink), 0.0)
-            )
         if self.l1_regularization_strength or self.l2_regularization_strength:
-            l2 = ops.multiply(per_coordinate, self.l2_regularization_strength)
-            theta = ops.divide(theta, ops.add(1.0, l2))
+            theta = proximal_step(
+                theta,
+                per_coordinate,
+                self.l1_regularization_strength,
+                self.l2_regularization_strength,
+            )
         self.assign(variable, theta)
