@@ -180,7 +180,10 @@ def test_step_interpolates_with_beta_1_and_momentum_remembers_with_beta_2(beta_1
 )
 def test_fast_path_follows_the_slow_path(flags):
     """Without weight decay the small variables' group is stepped from zero and the increment
-    added to each (``increment_only``); with either decay, from the members' values."""
+    added to each (``increment_only``); with either decay, from the members' values. The fused
+    step is two XLA calls, the weights' then the momentum's (``update_phases``), except with
+    ``coupled_weight_decay``, whose gradient reads the weights the first call changes."""
+    assert len(to.Lion().update_phases()) == 2
     assert_fast_path_follows_slow_path(lambda fast: to.Lion(0.01, fast_path=fast, **flags), STEPS, RTOL)
 
 

@@ -213,5 +213,5 @@ def test_no_retracing_across_steps(make_optimizer):
     rule = getattr(optimizer, "inner_optimizer", optimizer)
     fused_updates = rule._fused_updates
     assert len(fused_updates) == int(rule.fast_path_compatible and rule._training_op is None)
-    for fused in fused_updates.values():
-        assert fused.experimental_get_tracing_count() == 1
+    for calls in fused_updates.values():
+        assert all(call.experimental_get_tracing_count() == 1 for call in calls)

@@ -124,10 +124,16 @@ class AdaBelief(Optimizer):
         return warmup_learning_rate(self, learning_rate) if self.total_steps else learning_rate
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        gradient = ops.cast(gradient, dtype)
-        step = local_step(self, dtype)
-        learning_rate = ops.cast(learning_rate, step.dtype)
+        for phase in self.update_phases():
+            phase(gradient, variable, learning_rate)
+
+    def update_phases(self):
+        # The moments' updates read their old values; kept apart from the weights' step, which
+        # reads the new ones, XLA updates every buffer in place (see Optimizer.update_phases).
+        return (self._update_moments, self._step_weights)
+
+    def _update_moments(self, gradient, variable, learning_rate):
+        gradient = ops.cast(gradient, variable.dtype)
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         s = self._beliefs[index]
@@ -135,7 +141,14 @@ class AdaBelief(Optimizer):
         update_moment(self, s, ops.square(ops.subtract(gradient, m)), self.beta_2)
         self.assign(s, ops.add(s, self.epsilon))
         if self.amsgrad:
-            s = keep_maximum(self, self._belief_hats[index], s)
+            keep_maximum(self, self._belief_hats[index], s)
+
+    def _step_weights(self, gradient, variable, learning_rate):
+        step = local_step(self, variable.dtype)
+        learning_rate = ops.cast(learning_rate, step.dtype)
+        index = self._get_variable_index(variable)
+        m = self._momentums[index]
+        s = self._belief_hats[index] if self.amsgrad else self._beliefs[index]
         if self.rectify:
             self.assign_sub(variable, rectified_step(self, m, s, learning_rate, step))
             return

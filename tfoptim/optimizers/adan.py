@@ -80,30 +80,49 @@ class Adan(Optimizer):
         )
 
     def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        gradient = ops.cast(gradient, dtype)
+        for phase in self.update_phases():
+            phase(gradient, variable, learning_rate)
+
+    def update_phases(self):
+        # The moments read the previous gradient, which the second phase overwrites; in one XLA
+        # call it would not be updated in place (see Optimizer.update_phases).
+        return (self._update_moments, self._step_weights)
+
+    def _dense_gradient(self, gradient, variable):
+        gradient = ops.cast(gradient, variable.dtype)
         if _is_sparse(gradient):
             # g_prev must become 0 where a sparse gradient has no row; assigning the
             # IndexedSlices would leave those rows as they were.
             gradient = ops.add(ops.zeros_like(variable), gradient)
+        return gradient
+
+    def _update_moments(self, gradient, variable, learning_rate):
+        gradient = self._dense_gradient(gradient, variable)
+        step = local_step(self, variable.dtype)
+        index = self._get_variable_index(variable)
+        previous = self._previous_gradients[index]
+        # The official code starts g_prev at g_1, so the first difference is exactly zero.
+        difference = ops.where(
+            ops.equal(step, 1), ops.zeros_like(gradient), ops.subtract(gradient, previous)
+        )
+        update_moment(self, self._momentums[index], gradient, self.beta_1)
+        update_moment(self, self._difference_momentums[index], difference, self.beta_2)
+        update_moment(
+            self,
+            self._velocities[index],
+            ops.square(ops.add(gradient, ops.multiply(difference, self.beta_2))),
+            self.beta_3,
+        )
+
+    def _step_weights(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
         step = local_step(self, dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         v = self._difference_momentums[index]
         n = self._velocities[index]
-        previous = self._previous_gradients[index]
-
-        # The official code starts g_prev at g_1, so the first difference is exactly zero.
-        difference = ops.where(
-            ops.equal(step, 1), ops.zeros_like(gradient), ops.subtract(gradient, previous)
-        )
-        update_moment(self, m, gradient, self.beta_1)
-        update_moment(self, v, difference, self.beta_2)
-        update_moment(
-            self, n, ops.square(ops.add(gradient, ops.multiply(difference, self.beta_2))), self.beta_3
-        )
-        self.assign(previous, gradient)
+        self.assign(self._previous_gradients[index], self._dense_gradient(gradient, variable))
 
         root_3 = ops.cast(ops.sqrt(bias_correction(self.hyperparameter(self.beta_3), step)), dtype)
         denominator = ops.add(ops.divide(ops.sqrt(n), root_3), self.epsilon)

@@ -75,15 +75,20 @@ class ADOPT(Optimizer):
         )
 
     def update_step(self, gradient, variable, learning_rate):
+        for phase in self.update_phases():
+            phase(gradient, variable, learning_rate)
+
+    def update_phases(self):
+        # The momentum's update reads the old v, which the second phase overwrites; in one XLA
+        # call v would not be updated in place (see Optimizer.update_phases).
+        return (self._update_momentum, self._step_weights_and_velocity)
+
+    def _update_momentum(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype)
-        first = ops.equal(self.iterations, 0)
-        learning_rate = ops.cast(learning_rate, dtype)
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         v = self._velocities[index]
-        square = ops.square(gradient)
-
         normalized = ops.divide(gradient, ops.maximum(ops.sqrt(v), self.epsilon))
         if self.clip_exponent is not None:
             # The update's index k: the steps before this one (the first step only set v).
@@ -91,11 +96,20 @@ class ADOPT(Optimizer):
             bound = ops.cast(ops.power(updates, self.clip_exponent), dtype)
             normalized = ops.clip(normalized, ops.negative(bound), bound)
         m_new = ops.add(m, ops.multiply(ops.subtract(normalized, m), 1 - self.beta_1))
-        self.assign(m, ops.where(first, m, m_new))
-        moved = ops.subtract(variable, ops.multiply(m, learning_rate))
+        self.assign(m, ops.where(ops.equal(self.iterations, 0), m, m_new))
+
+    def _step_weights_and_velocity(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        first = ops.equal(self.iterations, 0)
+        learning_rate = ops.cast(learning_rate, dtype)
+        index = self._get_variable_index(variable)
+        v = self._velocities[index]
+        moved = ops.subtract(variable, ops.multiply(self._momentums[index], learning_rate))
         if self.weight_decay and self._use_weight_decay(variable):
             rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(self.weight_decay)), dtype)
             moved = ops.subtract(moved, ops.multiply(variable, rate))
         self.assign(variable, ops.where(first, variable, moved))
+        square = ops.square(gradient)
         v_new = ops.add(v, ops.multiply(ops.subtract(square, v), 1 - self.beta_2))
         self.assign(v, ops.where(first, square, v_new))

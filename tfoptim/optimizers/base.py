@@ -594,6 +594,22 @@ class Optimizer(keras.optimizers.Optimizer):
         """
         return None
 
+    def update_phases(self):
+        """``update_step`` as a sequence of functions ``(gradient, variable, learning_rate)``
+        that, run in order, do the same operations; the fast path compiles each as its own XLA
+        call. Default: ``(self.update_step,)``, one call.
+
+        Split a rule whose step reads a slot's *old* value in one place while writing its new
+        value in another (Lion: the step's direction and the momentum's update both read the
+        old momentum). XLA does not update such a slot in place: it writes a freshly allocated
+        buffer every step, and a fresh buffer of tens of megabytes is page-faulted memory
+        (measured on one 10M-float Lion variable, 2 cores: 49-58 ms per step in one call,
+        10.6-12.6 ms in two in-place calls, where the second call reads the slot again). Not
+        used with ``coupled_weight_decay`` (the gradient then depends on the weights the first
+        phase changes) nor by rules that reduce over all variables.
+        """
+        return (self.update_step,)
+
     # -- rules that reduce over all variables ----------------------------------------------
 
     def collect_statistics(self, gradient, variable, learning_rate):
@@ -712,7 +728,8 @@ class Optimizer(keras.optimizers.Optimizer):
             )
         learning_rate = tf.convert_to_tensor(learning_rate)
         for part in self._fused_parts(fused, fused_size):
-            self._fused_update([v for _, v in part])([g for g, _ in part], learning_rate)
+            for call in self._fused_update([v for _, v in part]):
+                call([g for g, _ in part], learning_rate)
         scatter()
 
     def _fused_parts(self, fused, total_size):
@@ -783,15 +800,18 @@ class Optimizer(keras.optimizers.Optimizer):
         )
 
     def _decay_and_update(self, variable, gradient, learning_rate):
-        if self.weight_decay and not self.weight_decay_in_rule and self._use_weight_decay(variable):
-            rate = ops.cast(learning_rate, variable.dtype)
-            decay = self.hyperparameter(self.weight_decay)
-            self.assign_sub(variable, ops.multiply(ops.multiply(variable, decay), rate))
+        self._apply_decoupled_weight_decay(variable, learning_rate)
         if self._steps_by_training_op(variable, gradient):
             dtype = variable.dtype
             self._training_op(ops.cast(gradient, dtype), variable, ops.cast(learning_rate, dtype))
         else:
             self.update_step(summed_duplicates(gradient), variable, learning_rate)
+
+    def _apply_decoupled_weight_decay(self, variable, learning_rate):
+        if self.weight_decay and not self.weight_decay_in_rule and self._use_weight_decay(variable):
+            rate = ops.cast(learning_rate, variable.dtype)
+            decay = self.hyperparameter(self.weight_decay)
+            self.assign_sub(variable, ops.multiply(ops.multiply(variable, decay), rate))
 
     def _steps_by_training_op(self, variable, gradient):
         return (
@@ -811,18 +831,39 @@ class Optimizer(keras.optimizers.Optimizer):
         return not _inside_xla() and not tf.distribute.has_strategy()
 
     def _fused_update(self, variables):
+        """The fused calls over ``variables``, in order: one per :meth:`update_phases` entry
+        (one for a rule that reduces over all variables or adds ``coupled_weight_decay``)."""
         import tensorflow as tf
 
         variables = [v.value if isinstance(v, keras.Variable) else v for v in variables]
         key = tuple(id(v) for v in variables)
-        if key not in self._fused_updates:
+        if key in self._fused_updates:
+            return self._fused_updates[key]
+        phases = self.update_phases()
+        if len(phases) == 1 or self.coupled_weight_decay or self._reduces_over_variables:
 
-            @tf.function(jit_compile=True, autograph=False)
-            def update(grads, learning_rate):
+            def whole_step(grads, learning_rate):
                 self._update_variables(grads, variables, learning_rate)
 
-            self._fused_updates[key] = update
-        return self._fused_updates[key]
+            steps = (whole_step,)
+        else:
+
+            def first_phase(grads, learning_rate):
+                for gradient, variable in zip(grads, variables):
+                    self._apply_decoupled_weight_decay(variable, learning_rate)
+                    phases[0](gradient, variable, learning_rate)
+
+            def later_phase(phase):
+                def step(grads, learning_rate):
+                    for gradient, variable in zip(grads, variables):
+                        phase(gradient, variable, learning_rate)
+
+                return step
+
+            steps = (first_phase, *(later_phase(phase) for phase in phases[1:]))
+        compiled = tuple(tf.function(step, jit_compile=True, autograph=False) for step in steps)
+        self._fused_updates[key] = compiled
+        return compiled
 
     # -- config ----------------------------------------------------------------------------
 

@@ -61,12 +61,24 @@ class Lion(Optimizer):
         self._momentums = self.add_optimizer_variables(variables, "momentum")
 
     def update_step(self, gradient, variable, learning_rate):
+        for phase in self.update_phases():
+            phase(gradient, variable, learning_rate)
+
+    def update_phases(self):
+        # Both phases read the old momentum; apart, XLA updates the weights and the momentum
+        # in place (see Optimizer.update_phases).
+        return (self._step_weights, self._update_momentum)
+
+    def _step_weights(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype)
         learning_rate = ops.cast(learning_rate, dtype)
         beta_1 = self.hyperparameter(self.beta_1)
-        beta_2 = self.hyperparameter(self.beta_2)
         m = self._momentums[self._get_variable_index(variable)]
         direction = ops.add(ops.multiply(m, beta_1), ops.multiply(gradient, 1.0 - beta_1))
         self.assign_sub(variable, ops.multiply(learning_rate, ops.sign(direction)))
-        decay_and_add(self, m, beta_2, gradient, 1.0 - beta_2)
+
+    def _update_momentum(self, gradient, variable, learning_rate):
+        beta_2 = self.hyperparameter(self.beta_2)
+        m = self._momentums[self._get_variable_index(variable)]
+        decay_and_add(self, m, beta_2, ops.cast(gradient, variable.dtype), 1.0 - beta_2)
