@@ -604,8 +604,9 @@ class Optimizer(keras.optimizers.Optimizer):
         old momentum). XLA does not update such a slot in place: it writes a freshly allocated
         buffer every step, and a fresh buffer of tens of megabytes is page-faulted memory
         (measured on one 10M-float Lion variable, 2 cores: 49-58 ms per step in one call,
-        10.6-12.6 ms in two in-place calls, where the second call reads the slot again). Not
-        used with ``coupled_weight_decay`` (the gradient then depends on the weights the first
+        10.6-12.6 ms in two in-place calls, where the second call reads the slot again). A
+        phase sees the variables as the earlier phases left them, so no phase may need an old
+        value an earlier one overwrote: the old momentum's readers come first. Not used with ``coupled_weight_decay`` (the gradient then depends on the weights the first
         phase changes) nor by rules that reduce over all variables.
         """
         return (self.update_step,)
@@ -670,7 +671,8 @@ class Optimizer(keras.optimizers.Optimizer):
           ``tf.function(jit_compile=True)``, so XLA fuses each rule into one pass; the call is
           made when it would hold ``FUSED_MIN_TOTAL_SIZE`` elements in all, and split into one
           call per core that runs side by side when there is enough for each
-          (:meth:`_fused_parts`).
+          (:meth:`_fused_parts`), and into one call per phase for a rule that declares
+          :meth:`update_phases`.
         * **Small variables** of the same dtype (and weight-decay choice), for
           :attr:`elementwise` rules, as one flat buffer: their slots are flat buffers made at
           build (:meth:`add_optimizer_variables`), their gradients are concatenated, the rule
