@@ -606,8 +606,9 @@ class Optimizer(keras.optimizers.Optimizer):
         (measured on one 10M-float Lion variable, 2 cores: 49-58 ms per step in one call,
         10.6-12.6 ms in two in-place calls, where the second call reads the slot again). A
         phase sees the variables as the earlier phases left them, so no phase may need an old
-        value an earlier one overwrote: the old momentum's readers come first. Not used with ``coupled_weight_decay`` (the gradient then depends on the weights the first
-        phase changes) nor by rules that reduce over all variables.
+        value an earlier one overwrote: the old momentum's readers come first. Not used with
+        ``coupled_weight_decay`` (the gradient then depends on the weights the first phase
+        changes) nor by rules that reduce over all variables.
         """
         return (self.update_step,)
 
