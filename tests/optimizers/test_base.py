@@ -496,3 +496,12 @@ def test_two_pass_rule_under_gradient_accumulation_and_ema(make):
         accumulated = run(make(gradient_accumulation_steps=2, use_ema=True), (40,))[40]
         plain = run(make(), (20,))[20]
     assert_close(accumulated, plain, 1e-12)
+
+
+def test_a_rule_without_update_step_or_phases_says_so():
+    class NoRule(base.Optimizer):
+        pass
+
+    variable = keras.Variable(np.ones(3, "float32"))
+    with pytest.raises(NotImplementedError, match="NoRule defines neither update_step nor update_phases"):
+        NoRule(0.1, fast_path=False).apply([tf.ones(3)], [variable])

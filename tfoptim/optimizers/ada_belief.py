@@ -123,10 +123,6 @@ class AdaBelief(Optimizer):
         # follows the warmed-up rate, as TFA's weight decay does.
         return warmup_learning_rate(self, learning_rate) if self.total_steps else learning_rate
 
-    def update_step(self, gradient, variable, learning_rate):
-        for phase in self.update_phases():
-            phase(gradient, variable, learning_rate)
-
     def update_phases(self):
         # The moments' updates read their old values; kept apart from the weights' step, which
         # reads the new ones, XLA updates every buffer in place (see Optimizer.update_phases).

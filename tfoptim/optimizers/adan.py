@@ -79,10 +79,6 @@ class Adan(Optimizer):
             variables, ["momentum", "difference_momentum", "velocity", "previous_gradient"]
         )
 
-    def update_step(self, gradient, variable, learning_rate):
-        for phase in self.update_phases():
-            phase(gradient, variable, learning_rate)
-
     def update_phases(self):
         # The moments read the previous gradient, which the second phase overwrites; in one XLA
         # call it would not be updated in place (see Optimizer.update_phases).

@@ -74,10 +74,6 @@ class ADOPT(Optimizer):
             variables, ["momentum", "velocity"]
         )
 
-    def update_step(self, gradient, variable, learning_rate):
-        for phase in self.update_phases():
-            phase(gradient, variable, learning_rate)
-
     def update_phases(self):
         # The momentum's update reads the old v, which the second phase overwrites; in one XLA
         # call v would not be updated in place (see Optimizer.update_phases).

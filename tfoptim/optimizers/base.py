@@ -594,10 +594,21 @@ class Optimizer(keras.optimizers.Optimizer):
         """
         return None
 
+    def update_step(self, gradient, variable, learning_rate):
+        """The rule's step on one variable: a rule overrides this, or :meth:`update_phases`
+        (then this runs its phases in order)."""
+        if type(self).update_phases is Optimizer.update_phases:
+            raise NotImplementedError(
+                f"{type(self).__name__} defines neither update_step nor update_phases."
+            )
+        for phase in self.update_phases():
+            phase(gradient, variable, learning_rate)
+
     def update_phases(self):
         """``update_step`` as a sequence of functions ``(gradient, variable, learning_rate)``
         that, run in order, do the same operations; the fast path compiles each as its own XLA
-        call. Default: ``(self.update_step,)``, one call.
+        call. Default: ``(self.update_step,)``, one call. A rule that overrides this needs no
+        ``update_step``.
 
         Split a rule whose step reads a slot's *old* value in one place while writing its new
         value in another (Lion: the step's direction and the momentum's update both read the

@@ -60,10 +60,6 @@ class Lion(Optimizer):
         super().build(variables)
         self._momentums = self.add_optimizer_variables(variables, "momentum")
 
-    def update_step(self, gradient, variable, learning_rate):
-        for phase in self.update_phases():
-            phase(gradient, variable, learning_rate)
-
     def update_phases(self):
         # Both phases read the old momentum; apart, XLA updates the weights and the momentum
         # in place (see Optimizer.update_phases).
