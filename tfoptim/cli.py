@@ -25,7 +25,14 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="tfoptim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            # Keras on JAX without TensorFlow or KerasTuner (a GPU machine): the commands that
+            # need them are left out, `bench speed` stays.
+            if error.name not in ("tensorflow", "keras_tuner"):
+                raise
+            continue
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)

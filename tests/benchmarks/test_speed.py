@@ -1,6 +1,9 @@
 """``tfoptim bench speed`` runs end to end (a smoke test: timings are never asserted)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -59,3 +62,17 @@ def test_bench_speed_command_writes_json_and_plot(tmp_path, capsys):
     assert (tmp_path / "speed.png").stat().st_size > 5_000
     out = capsys.readouterr().out
     assert "ratio" in out and "model.fit on digits" in out
+
+
+def test_bench_speed_runs_on_keras_jax_backend(tmp_path):
+    """The GPU run's command: Keras on JAX, one mode (xla), stateless_apply under jax.jit."""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    subprocess.run(
+        [sys.executable, "-m", "tfoptim.cli", "bench", "speed", "--quick", "--rounds", "1",
+         "--optimizers", "Adam", "MADGRAD", "--workloads", "100x1000", "--no-fit", "--output", str(tmp_path)],
+        check=True, env=env, timeout=300,
+    )
+    payload = json.loads((tmp_path / "speed.json").read_text())
+    assert payload["machine"]["backend"] == "jax"
+    assert [(r["optimizer"], r["mode"]) for r in payload["results"]] == [("Adam", "xla"), ("MADGRAD", "xla")]
+    assert all(r["tfoptim_ms"] > 0 and r["keras_ms"] > 0 for r in payload["results"])

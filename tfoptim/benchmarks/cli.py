@@ -11,7 +11,8 @@ def add_arguments(parser):
     speed.add_argument("--quick", action="store_true", help="small workloads, for a smoke run")
     speed.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all with a twin)")
     speed.add_argument("--workloads", nargs="+", help="subset of workloads")
-    speed.add_argument("--modes", nargs="+", default=["graph", "xla"], choices=["graph", "xla"])
+    speed.add_argument("--modes", nargs="+", choices=["graph", "xla"],
+                       help="graph (no XLA) and/or xla; default: both on TensorFlow, xla on JAX")
     speed.add_argument("--rounds", type=int, default=7, help="alternating rounds per measurement")
     speed.add_argument("--no-fit", action="store_true",
                        help="skip the end-to-end model.fit figure (digits MLP and CNN)")
@@ -55,7 +56,7 @@ def run(args):
     results, fits, machine = speed.run_speed(
         optimizers=args.optimizers,
         workloads=args.workloads,
-        modes=tuple(args.modes),
+        modes=tuple(args.modes or ()),
         rounds=args.rounds,
         quick=args.quick,
         fit=not args.no_fit,

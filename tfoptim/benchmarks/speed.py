@@ -5,6 +5,10 @@ and ``jit_compile=True``) both optimizers run ``optimizer.apply`` on the same gr
 ``tf.function``; their runs alternate, and the reported figure is the median over rounds of
 the per-round time ratio tfoptim / Keras, so machine noise hits both alike. Timings are never
 test assertions.
+
+On Keras's JAX backend (``KERAS_BACKEND=jax``, TensorFlow not needed: a GPU machine) there is
+one mode, ``xla``: both run ``stateless_apply`` under ``jax.jit``, the way JAX's trainer steps,
+on the default device, and the streaming bandwidth is measured there.
 """
 
 import dataclasses
@@ -122,8 +126,22 @@ def bytes_per_parameter(slots, itemsize=4):
     return (1 + 2 * (1 + slots)) * itemsize
 
 
+def backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+def modes_available():
+    """``graph`` (no XLA) and ``xla`` on TensorFlow; only ``xla`` on JAX, which always compiles."""
+    return ("graph", "xla") if backend() == "tensorflow" else ("xla",)
+
+
 def streaming_bandwidth(n=20_000_000, repeats=5):
-    """NumPy triad ``a = b + 2 * c`` (read 2, write 1), best of ``repeats``, in GB/s."""
+    """The triad ``a = b + 2 * c`` in GB/s, best of ``repeats``: NumPy's on the CPU, or, on JAX
+    with an accelerator, the default device's (its memory, not the host's)."""
+    if backend() == "jax" and not device_name().startswith("cpu"):
+        return _device_bandwidth(n, repeats)
     b = np.ones(n, "float32")
     c = np.ones(n, "float32")
     a = np.empty_like(b)
@@ -135,6 +153,33 @@ def streaming_bandwidth(n=20_000_000, repeats=5):
         best = min(best, time.perf_counter() - start)
     # multiply reads c and writes a; add reads a and b and writes a: 5 passes of n floats.
     return 5 * n * 4 / best / 1e9
+
+
+def _device_bandwidth(n, repeats):
+    import jax
+    import jax.numpy as jnp
+
+    b = jnp.ones(n, "float32")
+    c = jnp.ones(n, "float32")
+    triad = jax.jit(lambda b, c: b + 2 * c)
+    triad(b, c).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        triad(b, c).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    # One fused pass: read b and c, write a.
+    return 3 * n * 4 / best / 1e9
+
+
+def device_name():
+    """What the JAX backend runs on (``"cpu"`` on TensorFlow: the benchmark's CPU figures)."""
+    if backend() != "jax":
+        return "cpu"
+    import jax
+
+    device = jax.devices()[0]
+    return f"{device.platform}: {device.device_kind}"
 
 
 def state_slots(optimizer, shape=(3, 4)):
@@ -158,6 +203,35 @@ def _stepper(optimizer, shapes, jit_compile, inner):
     def step():
         for _ in tf.range(inner):
             optimizer.apply(grads, variables)
+
+    step()  # trace and compile
+    return step
+
+
+def _jax_stepper(optimizer, shapes, inner):
+    """``inner`` steps of ``stateless_apply`` in one ``jax.jit`` call, weights and state donated
+    (updated in place, as JAX's trainer does)."""
+    import jax
+    import keras
+
+    rng = np.random.default_rng(0)
+    variables = [keras.Variable(rng.random(s, dtype=np.float32)) for s in shapes]
+    grads = [jax.numpy.asarray(rng.random(s, dtype=np.float32) * 1e-3) for s in shapes]
+    optimizer.build(variables)
+
+    def steps(grads, trainable, state):
+        def one(_, carry):
+            trainable, state = optimizer.stateless_apply(carry[1], grads, carry[0])
+            return list(trainable), list(state)
+
+        return jax.lax.fori_loop(0, inner, one, (trainable, state))
+
+    compiled = jax.jit(steps, donate_argnums=(1, 2))
+    carry = ([v.value for v in variables], [v.value for v in optimizer.variables])
+
+    def step():
+        nonlocal carry
+        carry = jax.block_until_ready(compiled(grads, *carry))
 
     step()  # trace and compile
     return step
@@ -193,9 +267,14 @@ def measure(name, workload, mode, rounds):
     parameters = sum(int(np.prod(s)) for s in shapes)
     # Enough applies per timed call (~1e8 parameter updates) that one timing is tens of ms.
     inner = max(1, min(50, int(1e8 // parameters)))
+    if mode not in modes_available():
+        raise ValueError(f"mode {mode!r} does not exist on Keras's {backend()} backend; choose from {modes_available()}")
     jit = mode == "xla"
-    ours = _stepper(make_ours(), shapes, jit, inner)
-    theirs = _stepper(make_keras(), shapes, jit, inner)
+    if backend() == "jax":
+        ours, theirs = (_jax_stepper(make(), shapes, inner) for make in (make_ours, make_keras))
+    else:
+        ours = _stepper(make_ours(), shapes, jit, inner)
+        theirs = _stepper(make_keras(), shapes, jit, inner)
     floor = None if jit else _floor_stepper(shapes, inner)
     ratios, ours_t, theirs_t, floors = [], [], [], []
     for i in range(rounds):
@@ -292,14 +371,15 @@ FIT_OPTIMIZERS = ("Adam", "SGD(momentum)", "RMSprop")
 FIT_MODELS = ("mlp", "cnn")
 
 
-def run_speed(optimizers=None, workloads=None, modes=("graph", "xla"), rounds=7, quick=False, progress=True, fit=True):
+def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False, progress=True, fit=True):
     from tqdm import tqdm
 
+    modes = modes or modes_available()
     optimizers = optimizers or list(twins())
     workloads = workloads or list(QUICK_WORKLOADS if quick else WORKLOADS)
     jobs = [(o, w, m) for w in workloads for m in modes for o in optimizers]
     bar = tqdm(desc="bench speed", disable=not progress, total=len(jobs))
-    machine = {"streaming_bandwidth_gbs": streaming_bandwidth()}
+    machine = {"backend": backend(), "device": device_name(), "streaming_bandwidth_gbs": streaming_bandwidth()}
     results = []
     for o, w, m in jobs:
         result = measure(o, w, m, rounds)
@@ -333,14 +413,24 @@ def kernel_stepped(names):
 
 
 def format_table(results, machine):
+    on_jax = machine.get("backend") == "jax"
+    device = machine.get("device", "cpu")
+    bandwidth = "NumPy streaming bandwidth (triad, one thread)" if device.startswith("cpu") else (
+        f"{device} streaming bandwidth (jitted triad)"
+    )
     lines = [
-        f"NumPy streaming bandwidth (triad, one thread): {machine['streaming_bandwidth_gbs']:.1f} GB/s",
+        f"Keras backend: {machine.get('backend', 'tensorflow')}, device: {device}",
+        f"{bandwidth}: {machine['streaming_bandwidth_gbs']:.1f} GB/s",
         "ratio: tfoptim / its Keras twin, or (*) / the nearest Keras built-in (a different rule);"
         " slots: state per parameter",
         "@stream: the ratio at which the rule's unavoidable bytes would move at that bandwidth (a"
         " yardstick: caches and threads can beat it)",
-        "@floor (no XLA): the ratio of one in-place add per variable, the least any step must run;"
-        " above 0.5, 2x is out of reach",
+        *([] if on_jax else [
+            "@floor (no XLA): the ratio of one in-place add per variable, the least any step must"
+            " run; above 0.5, 2x is out of reach"
+        ]),
+        "On JAX both run the rules' keras.ops code under jax.jit (the fast path is TensorFlow's)."
+        if on_jax else
         "Under a tf.distribute strategy the fast path steps aside (Keras's per-variable loop on each"
         " replica): expect a ratio of 1 there, not these, except for rules stepped by a TensorFlow"
         f" training kernel, which keep it: {', '.join(kernel_stepped(r.optimizer for r in results))}.",
@@ -359,7 +449,7 @@ def format_table(results, machine):
 
 def format_fit_table(fits):
     lines = [
-        "model.fit on digits (batch 64, Keras's default jit_compile: no XLA on CPU)",
+        "model.fit on digits (batch 64, Keras's default jit_compile: no XLA on CPU with TensorFlow, jit on JAX)",
         f"{'optimizer':<16}{'model':<6}{'params':>9}{'vars':>6}{'keras steps/s':>15}{'tfoptim steps/s':>17}{'ratio':>8}",
     ]
     for f in fits:

@@ -9,7 +9,8 @@ optimizer and ``from_config`` rebuilds it. Callbacks find the inner optimizer th
 """
 
 import keras
-from keras import ops
+
+from tfoptim.optimizers.base import conditional_update
 
 
 class OptimizerWrapper(keras.optimizers.Optimizer):
@@ -93,7 +94,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
                 for variable in variables:
                     update(variable)
 
-            ops.cond(due(), update_all, lambda: None)
+            conditional_update(due(), update_all, [*variables, *self.variables])
             return
         import tensorflow as tf
 

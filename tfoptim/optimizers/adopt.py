@@ -92,7 +92,8 @@ class ADOPT(Optimizer):
             bound = ops.cast(ops.power(updates, self.clip_exponent), dtype)
             normalized = ops.clip(normalized, ops.negative(bound), bound)
         m_new = ops.add(m, ops.multiply(ops.subtract(normalized, m), 1 - self.beta_1))
-        self.assign(m, ops.where(ops.equal(self.iterations, 0), m, m_new))
+        # Read explicitly: on JAX, `where` does not convert a Variable operand.
+        self.assign(m, ops.where(ops.equal(self.iterations, 0), ops.convert_to_tensor(m), m_new))
 
     def _step_weights_and_velocity(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -105,7 +106,7 @@ class ADOPT(Optimizer):
         if self.weight_decay and self._use_weight_decay(variable):
             rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(self.weight_decay)), dtype)
             moved = ops.subtract(moved, ops.multiply(variable, rate))
-        self.assign(variable, ops.where(first, variable, moved))
+        self.assign(variable, ops.where(first, ops.convert_to_tensor(variable), moved))
         square = ops.square(gradient)
         v_new = ops.add(v, ops.multiply(ops.subtract(square, v), 1 - self.beta_2))
         self.assign(v, ops.where(first, square, v_new))

@@ -157,6 +157,34 @@ def all_finite(grads):
     return ops.all(ops.stack(checks)) if checks else ops.convert_to_tensor(True)
 
 
+def conditional_update(condition, update, variables, otherwise=None):
+    """Runs ``update()`` when the scalar boolean ``condition`` holds, else ``otherwise()`` (when
+    given). The branches change variables only by assigning them, and ``variables`` lists every
+    variable they read or assign.
+
+    On TensorFlow this is a ``cond``: the branch not taken reads and writes nothing. A JAX
+    branch must be a pure function (an assignment inside it would leak a tracer, or take effect
+    whichever branch runs), so there each branch runs in its own ``keras.StatelessScope`` over
+    ``variables``, the ``cond`` returns their new values, and these are assigned after it.
+    """
+    if keras.backend.backend() == "tensorflow":
+        ops.cond(condition, update, otherwise or (lambda: None))
+        return
+    current = [ops.convert_to_tensor(v) for v in variables]
+
+    def values_after(branch):
+        def run():
+            with keras.StatelessScope(state_mapping=list(zip(variables, current))) as scope:
+                branch()
+            return [scope.get_current_value(v) for v in variables]
+
+        return run
+
+    new = ops.cond(condition, values_after(update), values_after(otherwise) if otherwise else lambda: current)
+    for variable, value in zip(variables, new):
+        variable.assign(value)
+
+
 class Optimizer(keras.optimizers.Optimizer):
     """Base class of tfoptim's optimizers.
 
@@ -534,11 +562,14 @@ class Optimizer(keras.optimizers.Optimizer):
             self.built = True
         if keras.backend.backend() == "tensorflow":
             return self._tf_apply_if_finite(grads, trainable_variables)
-        ops.cond(
-            all_finite(grads),
+        finite = all_finite(grads)
+        trainable_variables = list(trainable_variables or self._trainable_variables)
+        conditional_update(
+            finite,
             lambda: super(Optimizer, self).apply(grads, trainable_variables),
-            lambda: self._skipped_steps.assign_add(1),
+            [*self.variables, *trainable_variables],
         )
+        self._skipped_steps.assign_add(ops.cast(ops.logical_not(finite), self._skipped_steps.dtype))
 
     def _tf_apply_if_finite(self, grads, trainable_variables):
         import tensorflow as tf

@@ -126,7 +126,8 @@ class DAdaptAdam(Optimizer):
         numerator = root * self._numerator + (1 - root) * numerator
         d_hat = numerator / ((1 - root) * ops.where(applies, denominator, 1.0))
         new_d = ops.maximum(d, ops.minimum(d_hat, d * self.growth_rate))
-        self.assign(self._numerator, ops.where(applies, numerator, self._numerator))
+        # Read explicitly: on JAX, `where` does not convert a Variable operand.
+        self.assign(self._numerator, ops.where(applies, numerator, ops.convert_to_tensor(self._numerator)))
         self.assign(self._d, ops.where(applies, new_d, d))
         self.assign_add(self._updates, ops.cast(applies, self._updates.dtype))
         return ops.where(applies, rate, 0.0)

@@ -5,7 +5,7 @@ from keras import ops
 
 from tfoptim._validation import check_non_negative, check_unit_interval
 from tfoptim.optimizers._moments import local_step
-from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.base import Optimizer, conditional_update
 
 
 def _denominator(sum_of_squares, epsilon):
@@ -85,7 +85,7 @@ class MADGRAD(Optimizer):
         if self.momentum:
             x0 = self._initial_points[index]
             # A branch, not a select: a select would read and write all of x0 on every step.
-            ops.cond(ops.equal(step, 1), lambda: self.assign(x0, variable), lambda: None)
+            conditional_update(ops.equal(step, 1), lambda: self.assign(x0, variable), [x0, variable])
         else:
             x0 = ops.add(variable, ops.divide(s, _denominator(v, self.epsilon)))
         self.assign_add(v, ops.multiply(ops.square(gradient), weight))

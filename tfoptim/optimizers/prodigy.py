@@ -11,7 +11,7 @@ from tfoptim.optimizers._moments import (
     statistics_dtype,
     total,
 )
-from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.base import Optimizer, conditional_update
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -130,7 +130,9 @@ class Prodigy(Optimizer):
         s, start = self._s[index], self._starts[index]
         # x0 is taken at the first update, as the official code does, not in build: an assign
         # there would join the traced step when build runs inside one and redo it every step.
-        ops.cond(ops.equal(self._updates, 0), lambda: self.assign(start, variable), lambda: None)
+        conditional_update(
+            ops.equal(self._updates, 0), lambda: self.assign(start, variable), [start, variable]
+        )
         weight = d / self.d0 * rate
         numerator = weight * total(
             ops.multiply(gradient, ops.subtract(start, variable)), d.dtype
@@ -160,7 +162,8 @@ class Prodigy(Optimizer):
             (self._d_max, d_max),
             (self._d, ops.minimum(d_max, grown * self.growth_rate)),
         ):
-            self.assign(scalar, ops.where(applies, value, scalar))
+            # Read explicitly: on JAX, `where` does not convert a Variable operand.
+            self.assign(scalar, ops.where(applies, value, ops.convert_to_tensor(scalar)))
         self.assign_add(self._updates, ops.cast(applies, self._updates.dtype))
         return ops.where(applies, rate, 0.0)
 

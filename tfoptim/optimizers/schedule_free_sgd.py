@@ -3,7 +3,7 @@ from keras import ops
 
 from tfoptim._validation import check_non_negative, check_range, check_steps
 from tfoptim.optimizers._moments import scalar_dtype
-from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.base import Optimizer, conditional_update
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -119,7 +119,7 @@ class ScheduleFreeSGD(Optimizer):
         # z starts at the weights of the first step, as the official's lazily created state.
         # Not in build: without a strategy Keras builds while tracing the first step, where an
         # assign would become part of every step.
-        ops.cond(ops.equal(self.iterations, 0), start, lambda: None)
+        conditional_update(ops.equal(self.iterations, 0), start, [z, variable])
         self.assign_add(variable, ops.multiply(ops.subtract(z, variable), c))
         self.assign_add(variable, ops.multiply(gradient, g_scale))
         self.assign_sub(z, ops.multiply(gradient, rate))

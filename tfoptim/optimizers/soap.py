@@ -3,7 +3,7 @@ from keras import ops
 
 from tfoptim._validation import check_positive, check_steps, check_unit_interval
 from tfoptim.optimizers._moments import bias_correction, scalar_dtype, update_moment
-from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.base import Optimizer, conditional_update
 
 
 def _merged_shape(shape, max_precond_dim):
@@ -199,6 +199,7 @@ class SOAP(Optimizer):
         dtype = exp_avg.dtype
         gradient = ops.reshape(ops.cast(ops.convert_to_tensor(gradient), dtype), shape)
         shampoo_beta = self.beta_2 if self.shampoo_beta is None else self.shampoo_beta
+        state = [variable, exp_avg, exp_avg_sq, self.iterations, *(v for pair in filter(None, bases) for v in pair)]
 
         def project(x, back=False):
             # Contracting dimension 0 moves the result to the end: after every dimension
@@ -263,6 +264,6 @@ class SOAP(Optimizer):
                 self.assign_add(variable, ops.multiply(variable, ops.cast(decay, variable.dtype)))
             accumulate_statistics()
             due = ops.equal(ops.mod(self.iterations, self.precondition_frequency), 0)
-            ops.cond(due, refresh, lambda: None)
+            conditional_update(due, refresh, state)
 
-        ops.cond(ops.equal(self.iterations, 0), initialize, adam_step)
+        conditional_update(ops.equal(self.iterations, 0), initialize, state, otherwise=adam_step)

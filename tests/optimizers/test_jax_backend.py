@@ -1,0 +1,63 @@
+"""tfoptim's rules on Keras's JAX backend follow their TensorFlow trajectories.
+
+The JAX side runs in one subprocess (``tests/run_on_jax.py``: a process has one Keras backend), as a
+JAX training step does: ``stateless_apply`` under ``jax.jit``. The TensorFlow side is the path
+every other test checks against its references, so a case that agrees here agrees with them.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend_cases import CASES, CHECKPOINTS, make
+from trajectory import assert_close, floatx, run
+
+# The same operations, compiled by XLA on one side and run by TensorFlow's kernels (or the
+# fast path's XLA calls, fused differently) on the other: reassociation and fused
+# multiply-adds, grown over 200 steps.
+RTOL = 1e-10
+LOOSER = {
+    # Keras computes a schedule in float32 on TensorFlow (a Python float becomes a float32
+    # tensor there) and in floatx on JAX: the rate differs by float32 rounding, ~3e-8.
+    "dynamic_gradient_descent": 1e-7,
+    # The layer norms, summed in another order, differ by 1e-16 per step, and LARS's orbit
+    # about its optimum amplifies them (as in test_lars.py): measured 1.1e-9 at step 200.
+    "lars": 1e-8,
+    # XLA's eigendecomposition and QR against LAPACK's (TensorFlow): bases equal to ~1e-15,
+    # grown through the projections: measured 8e-10 at step 200.
+    "soap": 1e-8,
+}
+
+
+@pytest.fixture(scope="module")
+def jax_trajectories(tmp_path_factory):
+    output = tmp_path_factory.mktemp("jax") / "trajectories.npz"
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "run_on_jax.py"), str(output)],
+        check=True,
+        env=env,
+        timeout=600,
+    )
+    return np.load(output)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_jax_follows_tensorflow(case, jax_trajectories):
+    with floatx("float64"):
+        ours = run(make(case), CHECKPOINTS)
+    for step in CHECKPOINTS:
+        count = len(ours[step])
+        expected = [jax_trajectories[f"{case}/step{step}/param{i}"] for i in range(count)]
+        assert_close(expected, ours[step], LOOSER.get(case, RTOL))
+
+
+def test_jax_skips_a_nonfinite_step(jax_trajectories):
+    """``skip_nonfinite`` under ``jax.jit``: weights, slots and ``iterations`` untouched."""
+    np.testing.assert_array_equal(jax_trajectories["skip/after"], jax_trajectories["skip/before"])
+    assert int(jax_trajectories["skip/skipped_steps"]) == 1
+    assert int(jax_trajectories["skip/iterations"]) == 0
