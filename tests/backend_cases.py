@@ -1,7 +1,8 @@
 """The optimizer configurations run on both Keras backends (``tests/optimizers/test_jax_backend.py``).
 
-Every rule's defaults, the flags that take another branch of its step, the common Keras
-arguments, and the rules whose state starts on their first step (a branch taken once).
+Every rule (learning rates set for the reference problem), the flags that take another branch
+of its step, the common Keras arguments, and the rules whose state starts on their first step
+or changes every few steps (a branch taken only then).
 Imports no backend: the JAX process and the TensorFlow test both build from it.
 """
 
