@@ -64,10 +64,11 @@ def assert_close(actual, expected, rtol):
 
 def assert_fast_path_follows_slow_path(make, steps, rtol):
     """``make(fast_path)``'s float64 trajectories over ``MIXED_SHAPES`` agree to ``rtol`` at
-    step 1 and ``steps``: fused by XLA and grouped into flat buffers, or Keras's per-variable
-    loop. Returns the fast-path optimizer (one fused call per phase, checked) for further checks."""
+    step 1 and ``steps``: fused by XLA and grouped into flat buffers (``fast_path="grouped"``,
+    which takes every branch of ``fast_path=True`` too), or Keras's per-variable loop. Returns
+    the fast-path optimizer (one fused call per phase, checked) for further checks."""
     with floatx("float64"):
-        fast_optimizer = make(True)
+        fast_optimizer = make("grouped")
         fast = run(fast_optimizer, (1, steps), shapes=MIXED_SHAPES)
         slow = run(make(False), (1, steps), shapes=MIXED_SHAPES)
     (calls,) = fast_optimizer._fused_updates.values()

@@ -80,6 +80,7 @@ INVALID = [
     (lambda: torch_compat.AdamW(eps=0.0), "eps"),
     (lambda: torch_compat.Adagrad(lr_decay=-1.0), "lr_decay"),
     (lambda: torch_compat.SGD(momentum=0.9, dampening=0.1, nesterov=True), "Nesterov"),
+    (lambda: torch_compat.SGD(nesterov=True), "Nesterov"),
     (lambda: torch_compat.RMSprop(alpha=1.0), "alpha"),
 ]
 

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfoptim.optimizers as to
+import tfoptim.optimizers._fast_path as fast_path_module
 import tfoptim.optimizers.base as base
 from reference_problem import gradient, initial_problem
 from trajectory import MIXED_SHAPES, assert_close, assert_fast_path_follows_slow_path, floatx, run
@@ -30,7 +31,7 @@ INVALID = [
     (lambda: to.DynamicGradientDescent(learning_rate=keras.optimizers.schedules.CosineDecay(0.1, 10)), "learning_rate"),
     (lambda: to.SGD(dampening=0.5), "dampening"),
     (lambda: to.SGD(momentum_buffer="velocity"), "momentum_buffer"),
-    (lambda: to.SGD(nesterov=True), "Nesterov"),
+    (lambda: to.SGD(momentum=0.9, nesterov=True, dampening=0.5, momentum_buffer="gradient"), "Nesterov"),
     (lambda: to.Adam(weight_decay=-0.1), "weight_decay"),
     (lambda: to.AdamW(weight_decay=None), "weight_decay"),
     (lambda: to.Adam(coupled_weight_decay=-1.0), "coupled_weight_decay"),
@@ -166,7 +167,7 @@ def test_small_variables_share_flat_slots_per_dtype_and_decay():
     variables = [keras.Variable(np.ones(s, "float32"), name=n) for s, n in
                  [((3,), "a"), ((4, 5), "b"), ((7,), "c_bias"), ((2,), "d_bias"), ((200, 100), "e")]]
     variables.append(keras.Variable(np.ones(5, "float64"), name="f"))
-    optimizer = to.Adam(weight_decay=0.1)
+    optimizer = to.Adam(weight_decay=0.1, fast_path="grouped")
     optimizer.exclude_from_weight_decay(var_names=["bias"])
     optimizer.build(variables)
     groups = sorted((g.decays, [v.name for v in g.members]) for g in optimizer._groups)
@@ -190,7 +191,7 @@ def test_grouped_variables_without_a_gradient_or_with_a_sparse_one(rule, weight_
     gradient acts as its dense sum for Adam, and moves only its rows for LazyAdam. All of it
     holds for variables that share flat slots."""
     results = {}
-    for fast in (True, False):
+    for fast in ("grouped", False):
         variables = [keras.Variable(np.ones((5,)), dtype="float64"), keras.Variable(np.ones((4, 2)), dtype="float64"),
                      keras.Variable(np.ones((3,)), dtype="float64")]
         optimizer = rule(0.1, weight_decay=weight_decay, fast_path=fast)
@@ -198,19 +199,19 @@ def test_grouped_variables_without_a_gradient_or_with_a_sparse_one(rule, weight_
         before = [optimizer.slot_value(optimizer._momentums, variables[0]).numpy()]
         for _ in range(3):
             missing_and_sparse_step(optimizer, variables, [0, 2, 0])
-        assert bool(optimizer._groups) == fast
+        assert bool(optimizer._groups) == bool(fast)
         np.testing.assert_array_equal(optimizer.slot_value(optimizer._momentums, variables[0]), before[0])
         results[fast] = [v.numpy() for v in variables] + [
             optimizer.slot_value(slots, v).numpy() for slots in (optimizer._momentums, optimizer._velocities) for v in variables
         ]
     # A small group is stepped by the same kernels as its members, on one flat buffer.
-    for fast, slow in zip(results[True], results[False]):
+    for fast, slow in zip(results["grouped"], results[False]):
         np.testing.assert_array_equal(fast, slow)
 
 
 def test_grouped_variables_inside_an_xla_compiled_step():
     with floatx("float64"):
-        optimizer = to.Adam(0.01, amsgrad=True, weight_decay=0.01)
+        optimizer = to.Adam(0.01, amsgrad=True, weight_decay=0.01, fast_path="grouped")
         xla = run(optimizer, (50,), shapes=MIXED_SHAPES, jit_compile=True)[50]
         slow = run(to.Adam(0.01, amsgrad=True, weight_decay=0.01, fast_path=False), (50,), shapes=MIXED_SHAPES)[50]
     assert optimizer._groups and optimizer._fused_updates == {}
@@ -222,19 +223,19 @@ def test_saved_layout_is_keras_per_variable_layout_on_both_paths():
     what the other saved."""
     stores = {}
     optimizers = {}
-    for fast in (True, False):
+    for fast in ("grouped", False):
         with floatx("float64"):
             optimizers[fast] = to.Adam(0.01, amsgrad=True, fast_path=fast)
             run(optimizers[fast], (20,), shapes=MIXED_SHAPES)
         stores[fast] = {}
         optimizers[fast].save_own_variables(stores[fast])
-    assert optimizers[True]._groups and not optimizers[False]._groups
-    assert len(optimizers[True].variables) < len(optimizers[False].variables)
-    assert stores[True].keys() == stores[False].keys()
-    for key in stores[True]:
-        np.testing.assert_allclose(stores[True][key], stores[False][key], rtol=1e-10, atol=1e-14)
-    for fast in (True, False):
-        optimizers[fast].load_own_variables({k: np.ones_like(v) for k, v in stores[not fast].items()})
+    assert optimizers["grouped"]._groups and not optimizers[False]._groups
+    assert len(optimizers["grouped"].variables) < len(optimizers[False].variables)
+    assert stores["grouped"].keys() == stores[False].keys()
+    for key in stores["grouped"]:
+        np.testing.assert_allclose(stores["grouped"][key], stores[False][key], rtol=1e-10, atol=1e-14)
+    for fast, other in (("grouped", False), (False, "grouped")):
+        optimizers[fast].load_own_variables({k: np.ones_like(v) for k, v in stores[other].items()})
         reloaded = {}
         optimizers[fast].save_own_variables(reloaded)
         assert all(np.all(v == 1) for v in reloaded.values())
@@ -274,7 +275,7 @@ def test_fused_call_thresholds():
 def test_fused_call_is_split_across_cores(monkeypatch):
     """With two cores and elements enough for two launches, two calls over disjoint variables,
     balanced by size, and the same numbers; a rule that reduces over all variables keeps one."""
-    monkeypatch.setattr(base, "_cores", lambda: 2)
+    monkeypatch.setattr(fast_path_module, "_cores", lambda: 2)
     shapes = ((3,), (4, 5), (600, 600), (300000,), (100000,))
     with floatx("float64"):
         fast_optimizer = to.Adam(0.01)
@@ -428,7 +429,7 @@ def test_a_model_saved_by_one_path_resumes_on_the_other(tmp_path, monkeypatch, s
     def model():
         keras.utils.set_random_seed(0)
         m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(200), keras.layers.Dense(100), keras.layers.Dense(1)])
-        m.compile(optimizer=to.Adam(0.01), loss="mse")
+        m.compile(optimizer=to.Adam(0.01, fast_path="grouped"), loss="mse")
         return m
 
     straight = model()

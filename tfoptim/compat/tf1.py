@@ -40,12 +40,12 @@ def _tf1(value):
     return value
 
 
-def GradientDescentOptimizer(learning_rate, use_locking=False, name="GradientDescent"):
+def GradientDescentOptimizer(learning_rate, use_locking=False, name=None):
     """``tf.compat.v1.train.GradientDescentOptimizer``: ``theta <- theta - lr * g``."""
     return optimizers.GradientDescent(learning_rate=_tf1(learning_rate), name=name, **EXACT)
 
 
-def MomentumOptimizer(learning_rate, momentum, use_locking=False, name="Momentum", use_nesterov=False):
+def MomentumOptimizer(learning_rate, momentum, use_locking=False, name=None, use_nesterov=False):
     """``tf.compat.v1.train.MomentumOptimizer``: ``a <- momentum * a + g; theta <- theta - lr * a``.
 
     With ``use_nesterov``: ``theta <- theta - lr * (g + momentum * a)``.
@@ -61,7 +61,7 @@ def MomentumOptimizer(learning_rate, momentum, use_locking=False, name="Momentum
     )
 
 
-def AdagradOptimizer(learning_rate, initial_accumulator_value=0.1, use_locking=False, name="Adagrad"):
+def AdagradOptimizer(learning_rate, initial_accumulator_value=0.1, use_locking=False, name=None):
     """``tf.compat.v1.train.AdagradOptimizer``: ``a <- a + g**2; theta <- theta - lr * g / sqrt(a)``."""
     return optimizers.Adagrad(
         learning_rate=_tf1(learning_rate),
@@ -79,7 +79,7 @@ def RMSPropOptimizer(
     epsilon=1e-10,
     use_locking=False,
     centered=False,
-    name="RMSProp",
+    name=None,
 ):
     """``tf.compat.v1.train.RMSPropOptimizer``.
 
@@ -103,7 +103,7 @@ def RMSPropOptimizer(
 
 
 def AdamOptimizer(
-    learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False, name="Adam"
+    learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, use_locking=False, name=None
 ):
     """``tf.compat.v1.train.AdamOptimizer``: Keras's Adam rule with TF1's epsilon default."""
     check_unit_interval("beta1", beta1)

@@ -59,6 +59,12 @@ def SGD(lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
     _no_maximize(maximize)
     check_unit_interval("momentum", momentum)
     check_non_negative("weight_decay", weight_decay)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        # torch.optim.SGD's own check (Keras, and tfoptim's SGD, take momentum 0 as plain SGD).
+        raise ValueError(
+            "Nesterov momentum requires a momentum and zero dampening. "
+            f"Received: momentum={momentum}, dampening={dampening}"
+        )
     return optimizers.SGD(
         learning_rate=_lr(lr),
         momentum=momentum,

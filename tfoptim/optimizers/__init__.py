@@ -11,12 +11,8 @@ from tfoptim.optimizers.adamw import AdamW
 from tfoptim.optimizers.adan import Adan
 from tfoptim.optimizers.ademamix import AdEMAMix
 from tfoptim.optimizers.adopt import ADOPT
-from tfoptim.optimizers.base import (
-    FAST_PATH_MIN_SIZE,
-    FUSED_MIN_TOTAL_SIZE,
-    Optimizer,
-    fast_path_enabled,
-)
+from tfoptim.optimizers._fast_path import FAST_PATH_MIN_SIZE, FUSED_MIN_TOTAL_SIZE, fast_path_enabled
+from tfoptim.optimizers.base import Optimizer
 from tfoptim.optimizers.cocob import COCOB
 from tfoptim.optimizers.dadapt_adam import DAdaptAdam
 from tfoptim.optimizers.dynamic_gradient_descent import DynamicGradientDescent

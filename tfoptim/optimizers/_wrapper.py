@@ -10,7 +10,7 @@ optimizer and ``from_config`` rebuilds it. Callbacks find the inner optimizer th
 
 import keras
 
-from tfoptim.optimizers.base import conditional_update
+from tfoptim.optimizers.graph import conditional_update
 
 
 class OptimizerWrapper(keras.optimizers.Optimizer):

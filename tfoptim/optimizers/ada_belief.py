@@ -91,7 +91,7 @@ class AdaBelief(Optimizer):
         total_steps=0,
         warmup_proportion=0.1,
         min_learning_rate=0.0,
-        name="ada_belief",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

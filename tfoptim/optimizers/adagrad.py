@@ -3,7 +3,8 @@ from keras import ops
 
 from tfoptim.optimizers._moments import constant, rms_denominator
 from tfoptim._validation import check_non_negative
-from tfoptim.optimizers.base import Optimizer, resource
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import resource
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -39,7 +40,7 @@ class Adagrad(Optimizer):
         initial_accumulator_value=0.1,
         epsilon=1e-7,
         epsilon_inside_sqrt=True,
-        name="adagrad",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -58,7 +58,7 @@ class Adam(Optimizer):
         epsilon=1e-7,
         amsgrad=False,
         bias_corrected_epsilon=False,
-        name="adam",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

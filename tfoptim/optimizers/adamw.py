@@ -33,7 +33,7 @@ class AdamW(Adam):
         epsilon=1e-7,
         amsgrad=False,
         bias_corrected_epsilon=False,
-        name="adamw",
+        name=None,
         **kwargs,
     ):
         if weight_decay is None:

@@ -3,7 +3,8 @@ from keras import ops
 
 from tfoptim._validation import check_positive, check_unit_interval
 from tfoptim.optimizers._moments import bias_correction, local_step, update_moment
-from tfoptim.optimizers.base import Optimizer, _is_sparse
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import is_sparse
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -56,7 +57,7 @@ class Adan(Optimizer):
         beta_3=0.99,
         epsilon=1e-8,
         no_prox=False,
-        name="adan",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -86,7 +87,7 @@ class Adan(Optimizer):
 
     def _dense_gradient(self, gradient, variable):
         gradient = ops.cast(gradient, variable.dtype)
-        if _is_sparse(gradient):
+        if is_sparse(gradient):
             # g_prev must become 0 where a sparse gradient has no row; assigning the
             # IndexedSlices would leave those rows as they were.
             gradient = ops.add(ops.zeros_like(variable), gradient)

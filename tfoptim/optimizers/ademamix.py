@@ -61,7 +61,7 @@ class AdEMAMix(Optimizer):
         alpha_warmup=None,
         beta_3_warmup=None,
         epsilon=1e-8,
-        name="ademamix",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

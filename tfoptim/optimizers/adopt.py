@@ -55,7 +55,7 @@ class ADOPT(Optimizer):
         beta_2=0.9999,
         epsilon=1e-6,
         clip_exponent=0.25,
-        name="adopt",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -44,7 +44,7 @@ class COCOB(Optimizer):
 
     increment_only = True
 
-    def __init__(self, learning_rate=1.0, alpha=100.0, epsilon=1e-8, name="cocob", **kwargs):
+    def __init__(self, learning_rate=1.0, alpha=100.0, epsilon=1e-8, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.alpha = check_range("alpha", alpha, 1.0)
         self.epsilon = check_positive("epsilon", epsilon)

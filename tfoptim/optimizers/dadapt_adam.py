@@ -77,7 +77,7 @@ class DAdaptAdam(Optimizer):
         d0=1e-6,
         growth_rate=math.inf,
         use_bias_correction=False,
-        name="dadapt_adam",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -28,7 +28,7 @@ class DynamicGradientDescent(GradientDescent):
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
-    def __init__(self, learning_rate=0.1, decay_rate=0.99, name="dynamic_gradient_descent", **kwargs):
+    def __init__(self, learning_rate=0.1, decay_rate=0.99, name=None, **kwargs):
         if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
             raise ValueError(
                 "`learning_rate` of DynamicGradientDescent must be a float (the decay is its "

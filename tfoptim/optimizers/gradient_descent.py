@@ -1,7 +1,8 @@
 import keras
 from keras import ops
 
-from tfoptim.optimizers.base import Optimizer, resource
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import resource
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -26,7 +27,7 @@ class GradientDescent(Optimizer):
 
     increment_only = True
 
-    def __init__(self, learning_rate=0.01, name="gradient_descent", **kwargs):
+    def __init__(self, learning_rate=0.01, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):

@@ -73,7 +73,7 @@ class LARS(Optimizer):
         lars_weight_decay=0.0,
         exclude_bias_and_norm=True,
         exclude_from_layer_adaptation=None,
-        name="lars",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -53,7 +53,7 @@ class LazyAdam(Adam):
         epsilon=1e-7,
         amsgrad=False,
         bias_corrected_epsilon=False,
-        name="lazy_adam",
+        name=None,
         **kwargs,
     ):
         super().__init__(

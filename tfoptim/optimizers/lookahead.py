@@ -39,7 +39,7 @@ class Lookahead(OptimizerWrapper):
         name: defaults to "lookahead".
     """
 
-    def __init__(self, optimizer, sync_period=6, slow_step_size=0.5, name="lookahead", **kwargs):
+    def __init__(self, optimizer, sync_period=6, slow_step_size=0.5, name=None, **kwargs):
         super().__init__(optimizer, name=name, **kwargs)
         self.sync_period = check_steps("sync_period", sync_period, 1)
         self.slow_step_size = check_range("slow_step_size", slow_step_size, 0.0, 1.0, low_open=True)

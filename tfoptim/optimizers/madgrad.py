@@ -5,7 +5,8 @@ from keras import ops
 
 from tfoptim._validation import check_non_negative, check_unit_interval
 from tfoptim.optimizers._moments import local_step
-from tfoptim.optimizers.base import Optimizer, conditional_update
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import conditional_update
 
 
 def _denominator(sum_of_squares, epsilon):
@@ -52,7 +53,7 @@ class MADGRAD(Optimizer):
     #: MADGRAD decays after its step, from the weights before it.
     weight_decay_in_rule = True
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, epsilon=1e-6, name="madgrad", **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.9, epsilon=1e-6, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum = check_unit_interval("momentum", momentum)
         self.epsilon = check_non_negative("epsilon", epsilon)

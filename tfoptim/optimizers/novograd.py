@@ -66,7 +66,7 @@ class NovoGrad(Optimizer):
         amsgrad=False,
         momentum_buffer="gradient",
         average_first_step=True,
-        name="novograd",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -93,7 +93,7 @@ class NovoGrad(Optimizer):
                     shape=(),
                     dtype=scalar_dtype(variable.dtype),
                     initializer="zeros",
-                    name=f"{variable.name}_{name}",
+                    name=f"{variable.name.split(':')[0]}_{name}",  # a raw tf.Variable's ends in ":0"
                 )
                 for variable in variables
             ]

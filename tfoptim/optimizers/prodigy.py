@@ -11,7 +11,8 @@ from tfoptim.optimizers._moments import (
     statistics_dtype,
     total,
 )
-from tfoptim.optimizers.base import Optimizer, conditional_update
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import conditional_update
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -86,7 +87,7 @@ class Prodigy(Optimizer):
         growth_rate=math.inf,
         use_bias_correction=False,
         safeguard_warmup=False,
-        name="prodigy",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -3,7 +3,8 @@ from keras import ops
 
 from tfoptim._validation import check_non_negative, check_positive
 from tfoptim.optimizers._moments import constant, proximal_step
-from tfoptim.optimizers.base import Optimizer, resource
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import resource
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -46,7 +47,7 @@ class ProximalAdagrad(Optimizer):
         initial_accumulator_value=0.1,
         l1_regularization_strength=0.0,
         l2_regularization_strength=0.0,
-        name="proximal_adagrad",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -59,7 +59,7 @@ class RMSprop(Optimizer):
         epsilon_inside_sqrt=True,
         momentum_buffer="step",
         initial_accumulator_value=0.0,
-        name="rmsprop",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -3,7 +3,8 @@ from keras import ops
 
 from tfoptim._validation import check_non_negative, check_range, check_steps
 from tfoptim.optimizers._moments import scalar_dtype
-from tfoptim.optimizers.base import Optimizer, conditional_update
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import conditional_update
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -61,7 +62,7 @@ class ScheduleFreeSGD(Optimizer):
         warmup_steps=0,
         r=0.0,
         weight_lr_power=2.0,
-        name="schedule_free_sgd",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

@@ -2,7 +2,8 @@ import keras
 from keras import ops
 
 from tfoptim._validation import check_choice, check_range, check_unit_interval
-from tfoptim.optimizers.base import Optimizer, resource
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import resource
 from tfoptim.optimizers.gradient_descent import apply_gradient_descent
 
 
@@ -49,7 +50,7 @@ class SGD(Optimizer):
         nesterov=False,
         dampening=0.0,
         momentum_buffer="step",
-        name="SGD",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -62,10 +63,12 @@ class SGD(Optimizer):
                 "`dampening` requires `momentum_buffer='gradient'` (PyTorch's form). "
                 f"Received: dampening={dampening}, momentum_buffer={momentum_buffer!r}"
             )
-        if nesterov and (momentum == 0 or dampening):
+        # With momentum 0, Nesterov's step is plain SGD's: Keras accepts it, and so do we.
+        # PyTorch refuses Nesterov with dampening (its step is no longer Nesterov's).
+        if nesterov and dampening:
             raise ValueError(
-                "Nesterov momentum requires `momentum` > 0 and `dampening` == 0. "
-                f"Received: momentum={momentum}, dampening={dampening}"
+                "Nesterov momentum requires `dampening` == 0. "
+                f"Received: nesterov=True, dampening={dampening}"
             )
 
     def build(self, variables):

@@ -3,7 +3,8 @@ from keras import ops
 
 from tfoptim._validation import check_positive, check_steps, check_unit_interval
 from tfoptim.optimizers._moments import bias_correction, scalar_dtype, update_moment
-from tfoptim.optimizers.base import Optimizer, conditional_update
+from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.graph import conditional_update
 
 
 def _merged_shape(shape, max_precond_dim):
@@ -138,7 +139,7 @@ class SOAP(Optimizer):
         precondition_1d=False,
         normalize_grads=False,
         correct_bias=True,
-        name="soap",
+        name=None,
         **kwargs,
     ):
         if weight_decay is None:
@@ -168,7 +169,8 @@ class SOAP(Optimizer):
         self._exp_avgs, self._exp_avg_sqs, self._shapes, self._bases = [], [], [], []
         for variable in variables:
             dtype = scalar_dtype(variable.dtype)
-            prefix = variable.path.replace("/", "_")
+            # A raw tf.Variable has a name (with ":0") but no path.
+            prefix = getattr(variable, "path", variable.name.split(":")[0]).replace("/", "_")
 
             def slot(shape, name):
                 return self.add_variable(shape, dtype=dtype, name=f"{prefix}_{name}")

@@ -41,7 +41,7 @@ class SWA(OptimizerWrapper):
         name: defaults to "swa".
     """
 
-    def __init__(self, optimizer, start_averaging=0, average_period=10, name="swa", **kwargs):
+    def __init__(self, optimizer, start_averaging=0, average_period=10, name=None, **kwargs):
         super().__init__(optimizer, name=name, **kwargs)
         self.start_averaging = check_steps("start_averaging", start_averaging)
         self.average_period = check_steps("average_period", average_period, 1)

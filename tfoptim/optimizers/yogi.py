@@ -60,7 +60,7 @@ class Yogi(Optimizer):
         activation="sign",
         l1_regularization_strength=0.0,
         l2_regularization_strength=0.0,
-        name="yogi",
+        name=None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
