@@ -14,6 +14,8 @@ def add_arguments(parser):
     speed.add_argument("--modes", nargs="+", choices=["graph", "xla"],
                        help="graph (no XLA) and/or xla; default: both on TensorFlow, xla on JAX")
     speed.add_argument("--rounds", type=int, default=7, help="alternating rounds per measurement")
+    speed.add_argument("--fast-path", choices=["true", "false", "grouped"], default="true",
+                       help="tfoptim's fast_path setting (default: %(default)s)")
     speed.add_argument("--no-fit", action="store_true",
                        help="skip the end-to-end model.fit figure (digits MLP and CNN)")
     search = sub.add_parser(
@@ -60,6 +62,7 @@ def run(args):
         rounds=args.rounds,
         quick=args.quick,
         fit=not args.no_fit,
+        fast_path={"true": True, "false": False}.get(args.fast_path, args.fast_path),
     )
     machine["platform"] = platform.platform()
     print(speed.format_table(results, machine))

@@ -39,8 +39,9 @@ SAME_RULE = (
 )
 
 
-def twins():
-    """``name -> (tfoptim factory, Keras factory, state slots per parameter)``.
+def twins(fast_path=True):
+    """``name -> (tfoptim factory, Keras factory, state slots per parameter)``; the tfoptim
+    optimizers (the inner one of a wrapper) take ``fast_path``.
 
     A slot is one optimizer variable of the parameter's shape; :func:`state_slots` measures it,
     and the benchmark prints the measured figure next to each timing."""
@@ -49,8 +50,18 @@ def twins():
     import tfoptim.optimizers as to
 
     K = keras.optimizers
+
+    def configured(make):
+        def make_configured():
+            optimizer = make()
+            # Read when the optimizer is built, so it may be set after construction.
+            getattr(optimizer, "inner_optimizer", optimizer).fast_path = fast_path
+            return optimizer
+
+        return make_configured
+
     decay = lambda: K.schedules.ExponentialDecay(0.01, decay_steps=1, decay_rate=0.99)  # noqa: E731
-    return {
+    factories = {
         "GradientDescent": (lambda: to.GradientDescent(0.01), lambda: K.SGD(0.01), 0),
         "SGD(momentum)": (lambda: to.SGD(0.01, momentum=0.9), lambda: K.SGD(0.01, momentum=0.9), 1),
         "DynamicGradientDescent": (lambda: to.DynamicGradientDescent(0.01), lambda: K.SGD(decay()), 0),
@@ -81,6 +92,7 @@ def twins():
         # Slots of the parameter's shape; its per-dimension matrices come on top (README).
         "SOAP": (lambda: to.SOAP(), lambda: K.Adam(), 2),
     }
+    return {name: (configured(ours), theirs, slots) for name, (ours, theirs, slots) in factories.items()}
 
 
 @dataclasses.dataclass
@@ -260,8 +272,8 @@ def _time(step):
     return time.perf_counter() - start
 
 
-def measure(name, workload, mode, rounds):
-    make_ours, make_keras, _ = twins()[name]
+def measure(name, workload, mode, rounds, fast_path=True):
+    make_ours, make_keras, _ = twins(fast_path)[name]
     slots = state_slots(make_ours())
     shapes = WORKLOADS.get(workload) or QUICK_WORKLOADS[workload]
     parameters = sum(int(np.prod(s)) for s in shapes)
@@ -323,13 +335,13 @@ def digits_model(kind):
     return keras.Sequential([*body, layers.Dense(10)])
 
 
-def measure_fit(name, kind, rounds, batch_size=64):
+def measure_fit(name, kind, rounds, batch_size=64, fast_path=True):
     """Training steps per second of ``model.fit`` with tfoptim's optimizer and its Keras twin:
     the same model and data, one epoch each in turn, after a warm-up epoch (tracing)."""
     import keras
     from sklearn.datasets import load_digits
 
-    make_ours, make_keras, _ = twins()[name]
+    make_ours, make_keras, _ = twins(fast_path)[name]
     digits = load_digits()
     x = (digits.data / 16.0).astype("float32")
     x = x if kind == "mlp" else x.reshape(-1, 8, 8, 1)
@@ -371,7 +383,8 @@ FIT_OPTIMIZERS = ("Adam", "SGD(momentum)", "RMSprop")
 FIT_MODELS = ("mlp", "cnn")
 
 
-def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False, progress=True, fit=True):
+def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False, progress=True, fit=True,
+              fast_path=True):
     from tqdm import tqdm
 
     modes = modes or modes_available()
@@ -379,10 +392,11 @@ def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False
     workloads = workloads or list(QUICK_WORKLOADS if quick else WORKLOADS)
     jobs = [(o, w, m) for w in workloads for m in modes for o in optimizers]
     bar = tqdm(desc="bench speed", disable=not progress, total=len(jobs))
-    machine = {"backend": backend(), "device": device_name(), "streaming_bandwidth_gbs": streaming_bandwidth()}
+    machine = {"backend": backend(), "device": device_name(), "streaming_bandwidth_gbs": streaming_bandwidth(),
+               "fast_path": fast_path}
     results = []
     for o, w, m in jobs:
-        result = measure(o, w, m, rounds)
+        result = measure(o, w, m, rounds, fast_path)
         at_stream_s = bytes_per_parameter(result.state_slots) * _parameters(w) / (machine["streaming_bandwidth_gbs"] * 1e9)
         result.stream_ratio = at_stream_s / (result.keras_ms / 1e3)
         results.append(result)
@@ -392,7 +406,7 @@ def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False
     if fit:
         chosen = [o for o in FIT_OPTIMIZERS if o in optimizers]
         fit_jobs = [(o, k) for k in FIT_MODELS for o in chosen]
-        fits = [measure_fit(o, k, rounds) for o, k in tqdm(fit_jobs, desc="bench fit", disable=not progress)]
+        fits = [measure_fit(o, k, rounds, fast_path=fast_path) for o, k in tqdm(fit_jobs, desc="bench fit", disable=not progress)]
     return results, fits, machine
 
 

@@ -238,7 +238,7 @@ class SmallVariableGroups:
         return slots
 
     def add_variable(self, *args, **kwargs):
-        if getattr(self, "_pending_restores", None) and not getattr(self, "_adding_slots", False):
+        if getattr(self, "_pending_restores", None) and not getattr(self, "_adding_slots", False) and len(args) < 2:
             # A rule's own variable made after a grouped block: its Keras index is the
             # layout's length.
             kwargs["initializer"], positions = self._restoring(
