@@ -24,7 +24,7 @@ from tfoptim.callbacks import (
 # out: it needs the optional `tensorboard` package at construction.
 ARGUMENTS = {
     ConvergenceStopping: dict(monitor="val_accuracy", threshold=0.95, mode="max",
-                              min_delta=0.01, patience=None, grad_norm_tolerance=1e-6,
+                              min_delta=0.01, patience=3, grad_norm_tolerance=1e-6,
                               verbose=0),
     EvaluationWeights: dict(checkpoints=False, final=False),
     LearningRateFinder: dict(min_learning_rate=1e-5, max_learning_rate=1.0, num_steps=30,

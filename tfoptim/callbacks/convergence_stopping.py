@@ -23,22 +23,26 @@ from tfoptim._validation import (
 
 @keras.saving.register_keras_serializable(package="tfoptim")
 class ConvergenceStopping(SerializableCallback):
-    """Stops training once it has converged, by any of three tests, and says which.
+    """Stops training once it has converged, by the tests asked for, and says which one fired.
 
-    * **Threshold**: at the end of an epoch, the monitored value has reached ``threshold``
-      (``<=`` in ``"min"`` mode, ``>=`` in ``"max"`` mode): a loss under a tolerance, an
-      accuracy at a target.
-    * **Stall**: the monitored value has not improved on its best by more than ``min_delta``
-      for more than ``patience`` epochs in a row (``patience=0``: the first epoch without
-      improvement stops). Pass ``patience=None`` to switch this test off.
-    * **Gradient**: after any step, the global norm of the gradient the optimizer just applied
-      is below ``grad_norm_tolerance`` (a stationary point). The norm is captured from the
-      real training step, like :class:`OptimizerMonitor`'s; with mini-batches it is the norm of
-      the batch gradient, so this test is meant for full-batch or low-noise problems.
+    Each test runs only when its argument is given (at least one must be):
 
-    The reason is kept in ``stop_reason`` (``None`` while training goes on), the test that fired
-    in ``stopped_by`` (``"threshold"``, ``"stall"`` or ``"gradient"``), the epoch in
-    ``stopped_epoch``, and, with ``verbose=1``, printed.
+    * **Threshold** (``threshold``): at the end of an epoch, the monitored value has reached
+      ``threshold`` (``<=`` in ``"min"`` mode, ``>=`` in ``"max"`` mode): a loss under a
+      tolerance, an accuracy at a target.
+    * **Stall** (``patience``): the monitored value has not improved on its best by more than
+      ``min_delta`` for more than ``patience`` epochs in a row (``patience=0``: the first epoch
+      without improvement stops). Off by default: a loss on its way to a threshold may rise
+      for an epoch (Adam's overshoot) without having converged.
+    * **Gradient** (``grad_norm_tolerance``): after any step, the global norm of the gradient
+      the optimizer just applied is below ``grad_norm_tolerance`` (a stationary point). The
+      norm is captured from the real training step, like :class:`OptimizerMonitor`'s; with
+      mini-batches it is the norm of the batch gradient, so this test is meant for full-batch
+      or low-noise problems.
+
+    The reason, which names the test, is kept in ``stop_reason`` (``None`` while training goes
+    on), the test in ``stopped_by`` (``"threshold"``, ``"stall"`` or ``"gradient"``), the epoch
+    in ``stopped_epoch``, and, with ``verbose=1``, printed.
 
     Args:
         monitor: name of the logged quantity, e.g. ``"loss"``, ``"val_loss"``,
@@ -47,7 +51,8 @@ class ConvergenceStopping(SerializableCallback):
         mode: ``"min"``, ``"max"`` or ``"auto"`` (losses are minimised, accuracies maximised,
             other metrics as Keras declares them).
         min_delta: smallest change that counts as an improvement (>= 0).
-        patience: epochs without improvement tolerated (integer >= 0), or ``None``.
+        patience: epochs without improvement tolerated (integer >= 0), or ``None`` (the
+            default): no stall test.
         grad_norm_tolerance: gradient-norm tolerance (> 0), or ``None``.
         verbose: 1 prints the reason when training stops, 0 stays quiet.
 
@@ -62,7 +67,7 @@ class ConvergenceStopping(SerializableCallback):
     y = x @ np.array([[1.0], [-2.0], [0.5]]) + 0.3
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
-    stop = ConvergenceStopping(monitor="loss", threshold=1e-4, patience=None)
+    stop = ConvergenceStopping(monitor="loss", threshold=1e-4)
     model.fit(x, y, epochs=500, batch_size=512, verbose=0, callbacks=[stop])
     print(stop.stop_reason)
     ```
@@ -74,7 +79,7 @@ class ConvergenceStopping(SerializableCallback):
         threshold=None,
         mode="auto",
         min_delta=0.0,
-        patience=0,
+        patience=None,
         grad_norm_tolerance=None,
         verbose=1,
     ):
@@ -90,6 +95,11 @@ class ConvergenceStopping(SerializableCallback):
             else check_positive("grad_norm_tolerance", grad_norm_tolerance)
         )
         self.verbose = check_choice("verbose", verbose, (0, 1))
+        if threshold is None and patience is None and grad_norm_tolerance is None:
+            raise ValueError(
+                "ConvergenceStopping has no test to stop on: pass `threshold`, `patience` or "
+                "`grad_norm_tolerance`. Received: all None."
+            )
         self._probe = None
         self._reset()
 
@@ -166,7 +176,8 @@ class ConvergenceStopping(SerializableCallback):
             self._stop(
                 "stall",
                 f"{self.monitor} has not improved on {self.best:.6g} by more than "
-                f"min_delta={self.min_delta:g} for {self.wait} epoch(s) (epoch {epoch + 1})",
+                f"min_delta={self.min_delta:g} for {self.wait} epoch(s), more than "
+                f"patience={self.patience} (epoch {epoch + 1})",
             )
 
     def on_train_end(self, logs=None):
@@ -176,7 +187,7 @@ class ConvergenceStopping(SerializableCallback):
 
     def _stop(self, test, reason):
         self.stopped_by = test
-        self.stop_reason = f"Converged: {reason}."
+        self.stop_reason = f"Stopped by the {test} test: {reason}."
         self.stopped_epoch = self._epoch
         self.model.stop_training = True
         if self.verbose:

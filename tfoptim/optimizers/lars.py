@@ -135,7 +135,9 @@ class LARS(Optimizer):
             if self.lars_weight_decay:
                 decay = self.hyperparameter(self.lars_weight_decay)
                 denominator = ops.add(denominator, ops.multiply(weight_norm, decay))
-                gradient = ops.add(gradient, ops.multiply(variable, ops.cast(decay, dtype)))
+                # A Python float converted straight to the variable's dtype: `ops.cast` would
+                # make it a float32 tensor first and lose `exact_hyperparameters`.
+                gradient = ops.add(gradient, ops.multiply(variable, ops.convert_to_tensor(decay, dtype)))
             if self.epsilon:
                 denominator = ops.add(denominator, self.epsilon)
             usable = ops.logical_and(ops.greater(weight_norm, 0), ops.greater(denominator, 0))
