@@ -117,7 +117,9 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
 
     def hyperparameter(self, value):
         """``value`` as the rule uses it: rounded through float32 like Keras's casts, unless
-        ``exact_hyperparameters``."""
+        ``exact_hyperparameters``. A Python float: combine it with tensors directly or through
+        ``ops.convert_to_tensor(value, dtype)``; ``ops.cast(value, dtype)`` would make it a
+        float32 tensor first."""
         return float(value) if self.exact_hyperparameters else float(np.float32(value))
 
     def update_step(self, gradient, variable, learning_rate):

@@ -92,8 +92,8 @@ class SOAP(Optimizer):
     Cost: per preconditioned dimension two ``d_i x d_i`` matrices, two projections per step
     (``O(n * sum(d_i))``), one QR every ``precondition_frequency`` steps and one ``eigh`` at
     the first. The eigendecompositions stay out of XLA: the fast path leaves SOAP to Keras's
-    per-variable loop (``fast_path`` has no effect), because XLA's CPU ``eigh`` is ~20x slower
-    than LAPACK's and less accurate. Inside a step compiled with ``jit_compile=True`` it
+    per-variable loop (``fast_path`` has no effect), because XLA's CPU ``eigh`` is much slower
+    than LAPACK's and less accurate (``docs/performance.md``). Inside a step compiled with ``jit_compile=True`` it
     works, at XLA's ``eigh`` precision.
 
     Reference: Vyas, Morwani, Zhao, Kwun, Shapira, Brandfonbrener, Janson & Kakade, "SOAP:
