@@ -124,25 +124,60 @@ def test_checkpoint_keys_are_keras_per_variable_layout(tmp_path):
     assert keys["grouped"] == keys["keras"] and len(keys["keras"]) == 2 * 6
 
 
-def test_keras_model_file_migrates_to_the_twin(tmp_path):
-    """A ``.keras`` file saved with ``keras.optimizers.Adam`` loads with tfoptim's ``Adam`` in its
-    place (``custom_objects``) and continues exactly as Keras would."""
+@pytest.mark.parametrize("fast_path", [True, "grouped"])
+def test_keras_model_file_migrates_to_the_twin(tmp_path, fast_path):
+    """A ``.keras`` file saved with ``keras.optimizers.Adam`` loads, weights and optimizer state,
+    into the model compiled with tfoptim's ``Adam`` (``model.load_weights``, once the optimizer
+    is built), which continues exactly as Keras would."""
     x, y = data("float32")
 
-    def model():
+    def model(optimizer):
         keras.utils.set_random_seed(0)
         m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(32, activation="tanh"), keras.layers.Dense(1)])
-        m.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+        m.compile(optimizer=optimizer, loss="mse")
         return m
 
-    straight = model()
+    straight = model(keras.optimizers.Adam(0.01))
     straight.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0)
-    first = model()
+    first = model(keras.optimizers.Adam(0.01))
     first.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     first.save(tmp_path / "model.keras")
-    resumed = keras.models.load_model(tmp_path / "model.keras", custom_objects={"Adam": to.Adam})
-    assert isinstance(resumed.optimizer, to.Adam)
+    resumed = model(to.Adam(0.01, fast_path=fast_path))
+    resumed.optimizer.build(resumed.trainable_variables)
+    resumed.load_weights(tmp_path / "model.keras")
     assert int(resumed.optimizer.iterations.numpy()) == 8
     resumed.fit(x, y, batch_size=16, epochs=4, initial_epoch=2, shuffle=False, verbose=0)
     for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+#: Keras's built-ins and their tfoptim twins, with arguments that create every slot they have.
+TWINS = {
+    "SGD": dict(learning_rate=0.05, momentum=0.9, nesterov=True),
+    "Adagrad": dict(learning_rate=0.05),
+    "RMSprop": dict(learning_rate=0.01, momentum=0.5, centered=True),
+    "Adam": dict(learning_rate=0.01, amsgrad=True),
+    "AdamW": dict(learning_rate=0.01, weight_decay=0.01),
+    "Lion": dict(learning_rate=0.001),
+}
+
+
+@pytest.mark.parametrize("fast_path", [True, "grouped"])
+@pytest.mark.parametrize("name", list(TWINS))
+def test_keras_checkpoint_migrates_to_the_twin(tmp_path, name, fast_path):
+    """A checkpoint of Keras's optimizer restores into its tfoptim twin, which continues on
+    Keras's uninterrupted trajectory."""
+
+    def make(layout):
+        if layout == "keras":
+            return getattr(keras.optimizers, name)(**TWINS[name])
+        return getattr(to, name)(fast_path=fast_path, **TWINS[name])
+
+    straight = Run("keras", "float32", make, None).train(2 * STEPS)
+    first = Run("keras", "float32", make, None)
+    first.train(STEPS)
+    path = first.checkpoint.write(str(tmp_path / "ckpt"))
+    twin = Run("twin", "float32", make, None)
+    twin.checkpoint.read(path).assert_existing_objects_matched()
+    for a, b in zip(twin.train(STEPS), straight):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
