@@ -16,6 +16,9 @@ import pytest
 from backend_cases import CASES, CHECKPOINTS, make
 from trajectory import assert_close, floatx, run
 
+# One JAX subprocess for the module: under pytest-xdist its tests share one worker.
+pytestmark = pytest.mark.xdist_group("jax_backend")
+
 # The same operations, compiled by XLA on one side and run by TensorFlow's kernels (or the
 # fast path's XLA calls, fused differently) on the other: reassociation and fused
 # multiply-adds, grown over 200 steps.

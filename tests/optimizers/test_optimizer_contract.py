@@ -86,6 +86,7 @@ def test_round_trip_with_schedule():
     assert restored.get_config() == optimizer.get_config()
 
 
+@pytest.mark.matrix("make_optimizer")
 def test_save_and_load_resumes_the_same_trajectory(make_optimizer, tmp_path):
     x, y = regression_data()
     straight = small_model()
@@ -106,6 +107,7 @@ def test_save_and_load_resumes_the_same_trajectory(make_optimizer, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.matrix("make_optimizer")
 @pytest.mark.parametrize("dtype, rtol", [("float32", 1e-5), ("float64", 1e-10)])
 def test_mirrored_strategy_matches_one_device(make_optimizer, two_cpu_strategy, dtype, rtol):
     """Two replicas sum half-batch gradients in another order than one device sums the batch.
@@ -135,6 +137,7 @@ def trains(model, optimizer, x, y, epochs=3):
     return model
 
 
+@pytest.mark.matrix("make_optimizer")
 def test_mixed_float16_with_loss_scaling(make_optimizer):
     x, y = regression_data()
     keras.mixed_precision.set_global_policy("mixed_float16")
@@ -145,11 +148,13 @@ def test_mixed_float16_with_loss_scaling(make_optimizer):
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+@pytest.mark.matrix("make_optimizer")
 def test_bfloat16_variables(make_optimizer):
     x, y = regression_data()
     trains(small_model(dtype="bfloat16"), make_optimizer(), x, y)
 
 
+@pytest.mark.matrix("make_optimizer")
 def test_jit_compiled_training_step(make_optimizer):
     """``jit_compile=True`` trains as the default graph step does, to float32 rounding (the
     ``mlp`` of the MirroredStrategy test, for the same reason)."""
@@ -183,6 +188,7 @@ def test_sparse_gradients_equal_the_dense_update(make_optimizer):
     np.testing.assert_allclose(sparse_var.numpy(), dense_var.numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.matrix("make_optimizer")
 def test_embedding_model_trains_with_sparse_gradients(make_optimizer):
     rng = np.random.default_rng(2)
     tokens = rng.integers(0, 40, size=(64, 5))
