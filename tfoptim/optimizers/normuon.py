@@ -112,7 +112,9 @@ class NorMuon(Muon):
         v = self._second_moments[index]
         squares = ops.square(update)
         norm = ops.sqrt(ops.sum(squares))
-        update_moment(self, v, ops.cast(ops.mean(squares, axis=0), v.dtype), self.beta_2)
+        # A sum over the fan-in, divided: Keras's mean on JAX loses float64 precision (~1e-8).
+        mean = ops.divide(ops.sum(squares, axis=0), update.shape[0])
+        update_moment(self, v, ops.cast(mean, v.dtype), self.beta_2)
         scale = ops.divide(1.0, ops.add(ops.sqrt(ops.cast(v, update.dtype)), _TINY))
         normalised = ops.multiply(update, scale)
         ratio = ops.divide(norm, ops.add(ops.sqrt(ops.sum(ops.square(normalised))), _TINY))
