@@ -60,7 +60,8 @@ def test_normalisation_follows_the_paper():
     From ``beta_2 = 0`` on the first step every column has the same norm."""
     rng = np.random.default_rng(3)
     grads = [rng.normal(size=(6, 4)) * np.array([0.01, 1.0, 10.0, 0.1]) for _ in range(3)]
-    kwargs = dict(learning_rate=0.1, momentum=0.5, weight_decay=0.0, exclude_output_head=False, exact_hyperparameters=True)
+    kwargs = dict(learning_rate=0.1, momentum=0.5, weight_decay=0.0, exclude_output_head=False,
+                  exact_hyperparameters=True)
     with floatx("float64"):
         muon, normuon = to.Muon(**kwargs, convention="keller"), to.NorMuon(**kwargs, beta_2=0.75)
         a, b = keras.Variable(np.zeros((6, 4))), keras.Variable(np.zeros((6, 4)))
@@ -80,7 +81,8 @@ def test_normalisation_follows_the_paper():
 
 
 def test_state_is_one_value_per_output_neuron():
-    variables = [keras.Variable(np.ones(s), name=n) for s, n in [((3, 3, 2, 4), "conv"), ((7,), "bias"), ((5, 6), "dense"), ((6, 2), "head")]]
+    shapes = {"conv": (3, 3, 2, 4), "bias": (7,), "dense": (5, 6), "head": (6, 2)}
+    variables = [keras.Variable(np.ones(shape), name=name) for name, shape in shapes.items()]
     optimizer = to.NorMuon()
     optimizer.build(variables)
     shapes = {v.path.split("/", 1)[1]: tuple(v.shape) for v in optimizer.variables if "second_moment" in v.path}

@@ -124,8 +124,7 @@ def _lerp(start, end, weight):
 
 @keras.saving.register_keras_serializable(package="tfoptim")
 class Muon(Optimizer):
-    """Muon: momentum orthogonalised by a Newton-Schulz iteration, for the weight matrices;
-    AdamW for the rest.
+    """Muon: Newton-Schulz-orthogonalised momentum for the weight matrices, AdamW for the rest.
 
     **The matrix of a variable.** Muon steps a variable as a matrix ``(fan_in, fan_out)``:
     a Dense kernel as it is, a convolution kernel ``(kh, kw, in, out)`` reshaped to
@@ -139,7 +138,7 @@ class Muon(Optimizer):
 
         m     <- mu * m + (1 - mu) * g                     (torch's buf.lerp_(g, 1 - mu))
         u     <- (1 - mu) * g + mu * m   if nesterov, else m
-        X     <- u / max(s * ||u||_F, eps)                 (Frobenius norm; s = 1, 1.01)
+        X     <- u / max(s * ||u||_F, eps)                 (s = 1.01 for Polar Express, else 1)
         X     <- a_k X + b_k (X X^T) X + c_k (X X^T)^2 X   for k = 1 .. ns_steps
         theta <- theta - alpha * wd * theta                (decoupled weight decay)
         theta <- theta - alpha * f(A, B) * X
@@ -190,10 +189,14 @@ class Muon(Optimizer):
     defaults are torch's, applied to the transposed matrix (see above), except:
 
     * precision: torch runs the iteration in bfloat16 whatever the parameters' dtype (a
-      speed choice for GPUs); tfoptim runs it in the variable's dtype, float32 at least
-      (``ns_dtype="bfloat16"`` does as torch does). Recorded float64 trajectories of torch's
-      code with the bfloat16 cast removed are followed to 1e-12; the code as published is
-      bfloat16 noise away (see ``tests/optimizers/test_muon.py``);
+      speed choice for GPUs); tfoptim runs it in the variable's dtype, float32 at least.
+      ``ns_dtype="bfloat16"`` rounds where torch rounds: bfloat16 operands and results,
+      float32 sums, one rounding per product or ``addmm``. Recorded float64 trajectories of
+      torch's code with the bfloat16 cast removed are followed to 1e-12
+      (``exact_hyperparameters=True``: torch keeps Python floats exact); the code as
+      published is bfloat16's noise away, 4e-3 relative after 200 steps of the tests'
+      problem. On NVIDIA GPUs since Ampere, TensorFlow runs float32 matrix products in TF32
+      unless ``tf.config.experimental.enable_tensor_float_32_execution(False)``;
     * torch refuses anything but 2-D parameters; tfoptim reshapes kernels (above) and steps
       the rest with the fallback, which torch leaves to a second optimizer;
     * ``"polar_express"`` and per-iteration coefficients are not in torch; ``"unadjusted"``
@@ -202,8 +205,9 @@ class Muon(Optimizer):
     **Against keras.optimizers.Muon** (3.15): the same rule, in these different conventions:
 
     * momentum: Keras sums, ``m <- mu * m + g``, and steps along ``g + mu * m`` (Nesterov):
-      ``1 / (1 - mu)`` times torch's ``m`` and ``u``. The normalisation cancels the factor,
-      so only epsilon's weight and the values of the saved state differ;
+      ``1 / (1 - mu)`` times torch's ``m`` and ``u`` (torch's documentation writes this sum
+      too; its code averages). The normalisation cancels the factor, so only epsilon's
+      weight and the values of the saved state differ;
     * epsilon is added to the norm, ``X <- u / (||u|| + eps)``, with eps fixed at 1e-7;
       torch takes the maximum (``convention="keller"`` adds it, as Keller Jordan's
       ``muon.py`` and the Polar Express and NorMuon reference code do, on torch's momentum);
@@ -215,14 +219,17 @@ class Muon(Optimizer):
     * the AdamW fallback adds epsilon to the uncorrected ``sqrt(v)``
       (``adam_bias_corrected_epsilon=False``), and decays by ``alpha * adam_weight_decay``
       without the ``adam_lr_ratio`` (the same unless the ratio is changed);
-    * Keras's ``epsilon`` is the fallback's, its defaults ``weight_decay=adam_weight_decay=
-      0.004``, ``epsilon=1e-7``.
+    * Keras's ``epsilon`` is the fallback's; ``muon_a, muon_b, muon_c`` are
+      ``ns_coefficients``; its defaults are ``weight_decay=adam_weight_decay=0.004``,
+      ``epsilon=1e-7``.
 
     ``Muon(convention="keras", adjust_lr_fn="match_rms_adamw", flatten_kernels=False,
     exclude_output_head=False, weight_decay=0.004, adam_weight_decay=0.004, epsilon=1e-7,
     adam_bias_corrected_epsilon=False)`` is ``keras.optimizers.Muon()`` (the same trajectory
-    to rounding; ``exclude_layers`` as Keras's), and keeps the same state under the same names
-    (``momentum`` for every variable, ``velocity`` for the fallback's).
+    to rounding, with ``exact_hyperparameters=False``, the default: Keras rounds the weight
+    decays and the fallback's betas through float32; ``exclude_layers`` as Keras's), and
+    keeps the same state under the same names (``momentum`` for every variable, ``velocity``
+    for the fallback's).
 
     State: one slot (the momentum) per Muon variable, two per fallback variable, as Keras.
     Cost: per Muon step ``3 * ns_steps`` matrix products of sizes ``min(A, B)^2 * max(A, B)``
@@ -446,8 +453,8 @@ class Muon(Optimizer):
         update = ops.cast(self._orthogonalize(matrix, work_dtype), work_dtype)
         update = self._scale_update(update, index)
         rate = ops.multiply(learning_rate, factor)
-        update = ops.multiply(ops.cast(ops.reshape(update, variable.shape), variable.dtype), ops.cast(rate, variable.dtype))
-        self.assign_sub(variable, update)
+        update = ops.cast(ops.reshape(update, variable.shape), variable.dtype)
+        self.assign_sub(variable, ops.multiply(update, ops.cast(rate, variable.dtype)))
 
     def _scale_update(self, update, index):
         """The orthogonalised update ``(fan_in, fan_out)`` as the step applies it (NorMuon

@@ -3,7 +3,7 @@ from keras import ops
 
 from tfoptim._validation import check_unit_interval
 from tfoptim.optimizers._moments import update_moment
-from tfoptim.optimizers.muon import Muon
+from tfoptim.optimizers.muon import Muon, _path
 
 #: The reference code's guard against dividing by zero, in both divisions.
 _TINY = 1e-10
@@ -11,13 +11,13 @@ _TINY = 1e-10
 
 @keras.saving.register_keras_serializable(package="tfoptim")
 class NorMuon(Muon):
-    """NorMuon: Muon whose orthogonalised update is normalised per output neuron by a running
-    second moment, then rescaled to the update's norm.
+    """NorMuon: Muon with each output neuron's update normalised by its running RMS.
 
     Every matrix variable is stepped as :class:`Muon` steps it (same matrix view
     ``(fan_in, fan_out)``, momentum, Newton-Schulz iteration, weight decay, learning-rate
     adjustment, AdamW fallback for the other variables), with one more stage between the
-    iteration and the step. With ``O`` the orthogonalised ``(fan_in, fan_out)`` update and
+    iteration and the step: the update is normalised per output neuron by a running second
+    moment, then rescaled to its norm before. With ``O`` the orthogonalised update and
     ``v`` one value per output neuron (a column of a Keras kernel, a row of PyTorch's
     weight), starting at 0::
 
@@ -51,7 +51,8 @@ class NorMuon(Muon):
       takes the second moment over the kernel's last axis (``kw``: one value per
       ``(out, in, kh)``), rescales each ``(kh, kw)`` slice by its own norm ratio, and adjusts
       the rate by ``sqrt(max(1, kh / kw))``; tfoptim normalises the flattened matrix, per
-      output channel, and adjusts by its shape, as for any matrix (the rule of the paper);
+      output channel, and adjusts by its shape, as for any matrix (the paper's rule, stated
+      for matrices);
     * the reference steps every parameter it is given; the AdamW fallback and its routing
       are Muon's.
 
@@ -103,7 +104,7 @@ class NorMuon(Muon):
         if matrix is None:
             self._second_moments.append(None)
             return
-        prefix = getattr(variable, "path", variable.name.split(":")[0]).replace("/", "_")
+        prefix = _path(variable).replace("/", "_")
         self._second_moments.append(
             self.add_variable((matrix[1],), dtype=variable.dtype, name=f"{prefix}_second_moment")
         )
