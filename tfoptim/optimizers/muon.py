@@ -469,8 +469,8 @@ class Muon(Optimizer):
         if transposed:
             x = ops.transpose(x)
         polynomials, safety = coefficient_schedule(self.ns_coefficients, self.ns_steps)
-        # The norm accumulates in at least float32, as torch's bfloat16 norm does.
-        norm = ops.sqrt(ops.sum(ops.square(ops.cast(x, work_dtype))))
+        # A bfloat16 norm accumulates in float32, as torch's does.
+        norm = ops.sqrt(ops.sum(ops.square(ops.cast(x, "float32" if dtype == "bfloat16" else dtype))))
         if safety != 1.0:
             norm = ops.multiply(norm, safety)
         if self.convention == "torch":
