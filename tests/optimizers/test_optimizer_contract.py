@@ -19,7 +19,7 @@ KERAS_COMMON = {
 BASE_ARGUMENTS = {"coupled_weight_decay", "skip_nonfinite", "exact_hyperparameters", "fast_path"}
 CLASSES = [to.GradientDescent, to.SGD, to.DynamicGradientDescent, to.Adagrad, to.RMSprop, to.Adam, to.AdamW,
            to.COCOB, to.LARS, to.LazyAdam, to.ProximalAdagrad, to.RAdam, to.AdaBelief, to.Yogi, to.NovoGrad,
-           to.SOAP, to.Lion]
+           to.SOAP, to.Lion, to.Muon, to.NorMuon]
 
 
 def regression_data(n=64, features=8, seed=0):
