@@ -5,7 +5,7 @@ The decay is Keras's ``ExponentialDecay``, which evaluates ``alpha * decay_rate*
 whatever the model's precision (up to ~(t + 3) * 2**-24 relative from the exact rate: the
 rounding of ``decay_rate``, compounded t times, plus the power and product). A float32
 ``powf`` is not correctly rounded: NumPy's (libm's, or SVML's on AVX-512 machines) and
-TensorFlow's can differ by an ulp on some steps, which moves the trajectory by 1e-11 to 1e-9,
+TensorFlow's can differ by an ulp on some steps, which moves the trajectory by 1e-11 to 1e-8,
 far above the float64 tolerance. So the two checks are separate. The trajectory is compared
 with NumPy driven by the rates the optimizer itself evaluates (its schedule at each
 ``iterations``), at the usual float64 tolerance: that checks the update rule. Those rates are
