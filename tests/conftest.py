@@ -5,7 +5,9 @@ The CPU is split into two logical devices before TensorFlow starts, so that
 
 Two tiers: ``python -m pytest`` leaves out the tests marked ``slow`` and ``python -m pytest -m slow``
 runs exactly those (CI runs both). A test marked ``matrix`` repeats an end-to-end check for every
-optimizer; the default run keeps it for ``MATRIX_REPRESENTATIVES`` and the rest is ``slow``.
+optimizer; the default run keeps it for ``MATRIX_REPRESENTATIVES`` and the rest is ``slow``. A test
+marked ``variants("id", ...)`` repeats one check over configurations of a rule; the default run keeps
+the named parameter ids and the other configurations are ``slow``.
 """
 
 import os
@@ -31,8 +33,14 @@ MATRIX_REPRESENTATIVES = {"Adam", "SGD", "Lookahead", "Prodigy"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    unmatched = {}
     for item in items:
+        variants = item.get_closest_marker("variants")
+        if variants is not None:
+            unmatched.setdefault(item.nodeid.split("[")[0], set(variants.args)).discard(item.callspec.id)
+            if item.callspec.id not in variants.args:
+                item.add_marker(pytest.mark.slow)
         marker = item.get_closest_marker("matrix")
         if marker is None:
             continue
@@ -40,6 +48,11 @@ def pytest_collection_modifyitems(items):
         optimizer = item.callspec.params[marker.args[0]]
         if getattr(optimizer, "__name__", optimizer) not in MATRIX_REPRESENTATIVES:
             item.add_marker(pytest.mark.slow)
+    # A renamed parameter would otherwise quietly move its test out of the default run (checked
+    # when whole files are collected: a single test id leaves the other variants uncollected).
+    whole_files = not any("::" in argument for argument in config.args)
+    if whole_files and (missing := {name: ids for name, ids in unmatched.items() if ids}):
+        raise pytest.UsageError(f"variants() names parameter ids that do not exist: {missing}")
 
 
 @pytest.fixture(scope="session")

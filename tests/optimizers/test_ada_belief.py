@@ -71,6 +71,7 @@ def test_belief_is_the_spread_around_the_moving_average():
 
 
 
+@pytest.mark.variants("rectified")
 @pytest.mark.parametrize(
     "flags",
     [dict(amsgrad=True, weight_decay=0.01), dict(rectify=False, total_steps=40, bias_corrected_epsilon=True)],

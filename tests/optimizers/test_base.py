@@ -117,6 +117,7 @@ def test_coupled_weight_decay_is_l2_added_to_the_gradient():
 
 
 
+@pytest.mark.variants("sgd", "adam-decay")
 @pytest.mark.parametrize(
     "make, rtol, by_increment",
     [
@@ -150,6 +151,7 @@ INCREMENT_ONLY = sorted(
 INCREMENT_KWARGS = {"SGD": dict(momentum=0.9, momentum_buffer="gradient"), "AdamW": dict(weight_decay=0.0)}
 
 
+@pytest.mark.matrix("name")
 @pytest.mark.parametrize("name", INCREMENT_ONLY)
 def test_rules_marked_increment_only_do_not_read_the_weights(name):
     """Their groups are stepped from zero: a rule that read the weights would read zeros there
@@ -340,6 +342,8 @@ def step_op_types(optimizer, shapes):
     return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
 
 
+# One float64 case per kernel by default; every case in both dtypes in the second tier.
+@pytest.mark.variants("sgd-float64", "sgd-no-momentum-decays-float64", "proximal-adagrad-l1-l2-float64", "adagrad-pytorch-form-float64")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", TRAINING_OPS)
 def test_training_ops_give_the_rules_numbers_bit_for_bit(case, dtype):
@@ -456,6 +460,7 @@ TWO_PASS = [
 ]
 
 
+@pytest.mark.variants("prodigy")
 @pytest.mark.parametrize("make", TWO_PASS, ids=["prodigy", "dadapt_adam"])
 def test_two_pass_rule_fuses_its_whole_step(make):
     """One large variable sends every variable, the small one included, through one fused

@@ -88,6 +88,7 @@ def test_step_buffer_is_tfa_momentum_under_a_schedule():
 
 
 
+@pytest.mark.variants("gradient_buffer")
 @pytest.mark.parametrize(
     "flags",
     [dict(grad_averaging=True, amsgrad=True, moment_weight_decay=0.01),

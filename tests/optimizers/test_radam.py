@@ -75,6 +75,7 @@ def test_no_step_below_the_threshold_unless_degenerated_to_sgd():
 
 
 
+@pytest.mark.variants("amsgrad")
 @pytest.mark.parametrize(
     "flags",
     [dict(degenerated_to_sgd=True, amsgrad=True, weight_decay=0.01),

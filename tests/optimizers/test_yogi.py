@@ -75,6 +75,7 @@ def test_no_momentum_slot_without_beta_1():
 
 
 
+@pytest.mark.variants("l1_l2")
 @pytest.mark.parametrize(
     "flags",
     [dict(l1_regularization_strength=0.01, l2_regularization_strength=0.01, weight_decay=0.01),
