@@ -10,7 +10,7 @@ import re
 
 def optimizers():
     """``name -> class`` for every public optimizer in ``tfoptim.optimizers``, the wrappers
-    (Lookahead, SWA) included."""
+    (Lookahead, SWA, SAM, ...) included."""
     import keras
 
     import tfoptim.optimizers as to
@@ -36,7 +36,7 @@ FAMILIES = {
     # The step size is estimated (D-Adaptation, Prodigy) or bet (COCOB), not tuned.
     "learning-rate-free": ("Prodigy", "DAdaptAdam", "COCOB"),
     # Around any other optimizer.
-    "wrappers": ("Lookahead", "SWA"),
+    "wrappers": ("Lookahead", "SWA", "SAM", "ScheduleFree", "GradientCentralization", "AdaptiveGradientClipping"),
 }
 
 

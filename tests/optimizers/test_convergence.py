@@ -71,6 +71,14 @@ ROSENBROCK = {
     # The point is a vector, which Muon leaves to its AdamW fallback (Adam's rate and budget).
     "Muon": (lambda: to.Muon(0.02, weight_decay=0.0), 5000),
     "NorMuon": (lambda: to.NorMuon(0.02, adam_lr_ratio=1.0, adam_beta_2=0.999, epsilon=1e-8), 5000),
+    # Budgets count calls (a SAM step is two). SAM's fixed point is where the gradient at the
+    # ascended point vanishes, about rho from the minimum along the steep direction: 0.006
+    # from (1, 1) at rho=0.002.
+    "SAM": (lambda: to.SAM(to.Adam(0.02), rho=0.002), 10000),
+    "ScheduleFree": (lambda: to.ScheduleFree(to.SGD(1.5e-3), r=2.0), 20000),
+    # The point is a vector: centralization leaves it alone (Adam's row).
+    "GradientCentralization": (lambda: to.GradientCentralization(to.Adam(0.02)), 5000),
+    "AdaptiveGradientClipping": (lambda: to.AdaptiveGradientClipping(to.Adam(0.02), clip_factor=0.5), 5000),
 }
 
 DIGITS = {
@@ -105,6 +113,11 @@ DIGITS = {
     # The 64x10 kernel is the only matrix, so the output-head rule is turned off.
     "Muon": (lambda: to.Muon(0.1, weight_decay=0.0, exclude_output_head=False), 100),
     "NorMuon": (lambda: to.NorMuon(0.1, exclude_output_head=False), 100),
+    "SAM": (lambda: to.SAM(to.Adam(0.05), rho=0.05), 200),
+    "ScheduleFree": (lambda: to.ScheduleFree(to.SGD(1.0)), 100),
+    "GradientCentralization": (lambda: to.GradientCentralization(to.Adam(0.05)), 100),
+    # The weights start at zero: eps (1e-3) lets them move, clipped to 1e-4 per unit at first.
+    "AdaptiveGradientClipping": (lambda: to.AdaptiveGradientClipping(to.Adam(0.05), clip_factor=0.1), 100),
 }
 
 

@@ -29,16 +29,20 @@ from tfoptim.optimizers.prodigy import Prodigy
 from tfoptim.optimizers.proximal_adagrad import ProximalAdagrad
 from tfoptim.optimizers.radam import RAdam
 from tfoptim.optimizers.rmsprop import RMSprop
+from tfoptim.optimizers.sam import SAM
+from tfoptim.optimizers.schedule_free import ScheduleFree
 from tfoptim.optimizers.schedule_free_sgd import ScheduleFreeSGD
 from tfoptim.optimizers.sgd import SGD
 from tfoptim.optimizers.soap import SOAP
 from tfoptim.optimizers.swa import SWA
+from tfoptim.optimizers.transforms import AdaptiveGradientClipping, GradientCentralization
 from tfoptim.optimizers.yogi import Yogi
 
 __all__ = [
     "ADOPT",
     "AdEMAMix",
     "AdaBelief",
+    "AdaptiveGradientClipping",
     "Adagrad",
     "Adam",
     "AdamW",
@@ -48,6 +52,7 @@ __all__ = [
     "DynamicGradientDescent",
     "FAST_PATH_MIN_SIZE",
     "FUSED_MIN_TOTAL_SIZE",
+    "GradientCentralization",
     "GradientDescent",
     "LARS",
     "LazyAdam",
@@ -62,9 +67,11 @@ __all__ = [
     "ProximalAdagrad",
     "RAdam",
     "RMSprop",
+    "SAM",
     "SGD",
     "SOAP",
     "SWA",
+    "ScheduleFree",
     "ScheduleFreeSGD",
     "Yogi",
     "fast_path_enabled",

@@ -10,11 +10,18 @@ optimizer and ``from_config`` rebuilds it. Callbacks find the inner optimizer th
 
 import keras
 
-from tfoptim.optimizers.graph import conditional_update
+from tfoptim.optimizers.graph import conditional_update, dense
 
 
 class OptimizerWrapper(keras.optimizers.Optimizer):
     """Runs :meth:`_before_step`, ``optimizer``'s step, then :meth:`_after_step`."""
+
+    #: False for a wrapper whose ``apply`` steps its inner optimizer only on some calls (SAM:
+    #: every other one), so ``iterations`` does not count its calls.
+    steps_every_call = True
+    #: True for a wrapper that counts steps by ``iterations`` (Lookahead, SWA, ScheduleFree):
+    #: it refuses to wrap one that is not ``steps_every_call``.
+    counts_iterations = True
 
     def __init__(self, optimizer, name=None, **kwargs):
         if isinstance(optimizer, (str, dict)):
@@ -23,6 +30,13 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             raise ValueError(
                 "`optimizer` must be a `keras.optimizers.Optimizer` instance (or its name). "
                 f"Received: optimizer={optimizer!r}"
+            )
+        if self.counts_iterations and not getattr(optimizer, "steps_every_call", True):
+            outer, inner = type(self).__name__, type(optimizer).__name__
+            raise ValueError(
+                f"`optimizer`: {outer} counts steps by `iterations`, which {inner} advances only on "
+                f"some calls; wrap the other way round, {inner}({outer}(...)). Received: "
+                f"optimizer={optimizer!r}"
             )
         if kwargs:
             raise ValueError(
@@ -84,39 +98,68 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     def _after_step(self, variables):
         """Runs after the inner step (``iterations`` advanced)."""
 
-    def _update_each(self, due, update, variables):
-        """``update(variable)`` for each of ``variables`` when ``due()`` (a scalar boolean,
-        evaluated where the update runs) holds: one ``cond`` per step and variable, not a
-        ``where`` over every element."""
+    def _update_each(self, due, update, variables, values=None):
+        """``update(variable)`` for each of ``variables`` (``update(variable, value)`` with the
+        matching entry of ``values``, tensors computed where ``apply`` runs) when ``due()`` (a
+        scalar boolean, evaluated where the update runs; None: always) holds: one ``cond`` per
+        step and variable, not a ``where`` over every element."""
+        arguments = [()] * len(variables) if values is None else [(value,) for value in values]
         if keras.backend.backend() != "tensorflow":
 
             def update_all():
-                for variable in variables:
-                    update(variable)
+                for variable, args in zip(variables, arguments):
+                    update(variable, *args)
 
-            conditional_update(due(), update_all, [*variables, *self.variables])
+            if due is None:
+                update_all()
+            else:
+                conditional_update(due(), update_all, [*variables, *self.variables])
             return
         import tensorflow as tf
 
         variables = [v.value if isinstance(v, keras.Variable) else v for v in variables]
 
-        def cross_replica(distribution, variables):
+        def cross_replica(distribution, variables, arguments):
             # Each replica's copy of a mirrored variable is updated in place, as in Keras's own
-            # update step (`extended.update`, which runs the cond on each device).
-            condition = due()
+            # update step (`extended.update`, which runs the cond on each device; a value
+            # computed in each replica arrives as that device's).
+            condition = None if due is None else due()
 
-            def update_one(variable):
+            def update_one(variable, *args):
+                if condition is None:
+                    update(variable, *args)
+                    return
+
                 def run():
-                    update(variable)
+                    update(variable, *args)
 
                 tf.cond(condition, run, lambda: None)
 
-            for variable in variables:
-                distribution.extended.update(variable, update_one, group=False)
+            for variable, args in zip(variables, arguments):
+                distribution.extended.update(variable, update_one, args=args, group=False)
 
         tf.__internal__.distribute.interim.maybe_merge_call(
-            cross_replica, self._distribution_strategy, variables
+            cross_replica, self._distribution_strategy, variables, arguments
         )
+
+    def _global_gradients(self, grads):
+        """``grads`` summed over the replicas, where ``apply`` runs in a replica of a
+        ``tf.distribute`` strategy (each replica's gradient is its share of the batch's), for
+        rules that need the whole gradient before the inner optimizer (which all-reduces its own
+        input) sees it; and the number of replicas. Sparse gradients are made dense."""
+        grads = [None if g is None else dense(g) for g in grads]
+        if keras.backend.backend() != "tensorflow":
+            return grads, 1
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return grads, 1
+        present = [i for i, g in enumerate(grads) if g is not None]
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+        for i, g in zip(present, summed):
+            grads[i] = g
+        return grads, context.num_replicas_in_sync
 
     def _slot(self, slots, variable):
         return slots[self._get_variable_index(variable)]
