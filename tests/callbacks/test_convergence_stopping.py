@@ -67,6 +67,7 @@ def _demo_fit(optimizer, **kwargs):
     return stop, history.history["loss"], threshold
 
 
+@pytest.mark.variants("SGD")
 @pytest.mark.parametrize(
     "optimizer",
     # Adam's loss rises for a few epochs on the way down (from epoch 49): with a threshold

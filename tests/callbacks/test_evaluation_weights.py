@@ -120,6 +120,7 @@ def test_without_evaluation_weights_nothing_happens(digits_model, digits, state_
     assert history == plain_history
 
 
+@pytest.mark.slow
 def test_under_loss_scaling_and_two_replicas(digits_model, digits, two_cpu_strategy):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

@@ -57,6 +57,7 @@ def test_bad_arguments_name_the_argument(kwargs, name):
         OptimizerMonitor(**kwargs)
 
 
+@pytest.mark.variants("None")
 @pytest.mark.parametrize("wrapper", [None, "loss_scale"])
 def test_figures_come_from_the_real_step(regression, wrapper):
     x, y, _, _ = regression

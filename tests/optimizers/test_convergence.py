@@ -167,12 +167,14 @@ def digits_accuracy(optimizer, steps, digits):
     return float(tf.reduce_mean(tf.cast(predictions == y, tf.float32)))
 
 
+@pytest.mark.matrix("name")
 @pytest.mark.parametrize("name", sorted(ROSENBROCK))
 def test_rosenbrock(name):
     factory, steps = ROSENBROCK[name]
     assert rosenbrock_distance(factory(), steps) <= 1e-2
 
 
+@pytest.mark.matrix("name")
 @pytest.mark.parametrize("name", sorted(DIGITS))
 def test_digits_logistic_regression(name, digits):
     factory, steps = DIGITS[name]

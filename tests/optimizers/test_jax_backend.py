@@ -40,7 +40,9 @@ LOOSER = {
 }
 
 
-@pytest.fixture(scope="module")
+# Session scope: pytest-xdist may interleave other modules' tests within the group, which would
+# finalize a module fixture and start the subprocess again.
+@pytest.fixture(scope="session")
 def jax_trajectories(tmp_path_factory):
     output = tmp_path_factory.mktemp("jax") / "trajectories.npz"
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}

@@ -120,6 +120,7 @@ def test_matches_keras_twin(case):
         assert_close(ours[step], theirs[step], RTOL)
 
 
+@pytest.mark.variants("adam", "sgd_momentum")
 @pytest.mark.parametrize("case", ["adam", "sgd_momentum", "rmsprop_centered", "lion_weight_decay"])
 def test_matches_keras_twin_under_xla(case):
     make_ours, make_keras = CASES[case]

@@ -105,6 +105,7 @@ def test_wraps_by_name():
     assert isinstance(to.Lookahead("adam").inner_optimizer, keras.optimizers.Adam)
 
 
+@pytest.mark.variants("Lookahead(keras.Adam)")
 @pytest.mark.parametrize(
     "make",
     [lambda: to.Lookahead(keras.optimizers.Adam(0.01), sync_period=3),

@@ -82,11 +82,6 @@ PAIRS = [
     ("grouped", "mirrored"), ("mirrored", "grouped"), (True, "mirrored"), ("mirrored", False),
     ("keras", "grouped"), ("keras", True), ("keras", "mirrored"),
 ]
-#: The default tier's share of the matrix (the rest is the second tier, ``slow``): flat buffers
-#: into a strategy and back, and Keras's optimizer into flat buffers.
-REPRESENTATIVE = {("grouped", "mirrored"), ("mirrored", "grouped"), ("keras", "grouped")}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(two_cpu_strategy):
     """20 steps of a layout, straight through (Keras's Adam and tfoptim's on one device take
@@ -101,13 +96,16 @@ def uninterrupted(two_cpu_strategy):
     return trajectory
 
 
+# The default tier's share of the matrix: flat buffers into a strategy and back, and Keras's
+# optimizer into flat buffers, each restored before build (the harder case) in one dtype.
+@pytest.mark.variants(
+    "grouped-to-mirrored-restored-before-build-float32",
+    "mirrored-to-grouped-restored-before-build-float64",
+    "keras-to-grouped-restored-before-build-float64",
+)
 @pytest.mark.parametrize("dtype", list(RTOL))
-@pytest.mark.parametrize("built", [False, pytest.param(True, marks=pytest.mark.slow)],
-                         ids=["restored-before-build", "restored-after-build"])
-@pytest.mark.parametrize("saved_by, restored_into", [
-    pytest.param(a, b, id=f"{a}-to-{b}", marks=() if (a, b) in REPRESENTATIVE else pytest.mark.slow)
-    for a, b in PAIRS
-])
+@pytest.mark.parametrize("built", [False, True], ids=["restored-before-build", "restored-after-build"])
+@pytest.mark.parametrize("saved_by, restored_into", [pytest.param(a, b, id=f"{a}-to-{b}") for a, b in PAIRS])
 def test_checkpoint_restores_across_layouts(tmp_path, two_cpu_strategy, uninterrupted, saved_by, restored_into, built, dtype):
     first = Run(saved_by, dtype, make_adam, two_cpu_strategy)
     first.train(STEPS)
@@ -135,6 +133,7 @@ def test_checkpoint_keys_are_keras_per_variable_layout(tmp_path):
     assert keys["grouped"] == keys["keras"] and len(keys["keras"]) == 2 * 6
 
 
+@pytest.mark.variants("grouped")
 @pytest.mark.parametrize("fast_path", [True, "grouped"])
 def test_keras_model_file_migrates_to_the_twin(tmp_path, fast_path):
     """A ``.keras`` file saved with ``keras.optimizers.Adam`` loads, weights and optimizer state,
