@@ -75,7 +75,7 @@ def test_every_named_optimizer_builds_from_the_space(seed):
 def test_conditional_scopes_leave_inactive_hyperparameters_unset():
     hp = kt.HyperParameters()
     hp.values = {"optimizer": "adam"}
-    optimizer = sample_optimizer(hp, optimizers=("momentum", "rmsprop", "adam"))
+    optimizer = sample_optimizer(hp, optimizers=("momentum", "rmsprop", "adam"), tune_arguments=True)
     assert isinstance(optimizer, tfoptim.optimizers.Adam)
     names = {p.name for p in hp.space}
     # The whole space is declared (Bayesian optimization and grid search need it) ...
