@@ -104,8 +104,8 @@ class BudgetHyperbandOracle(keras_tuner.oracles.HyperbandOracle):
         other arguments: as for ``keras_tuner.oracles.HyperbandOracle``.
     """
 
-    def __init__(self, objective=None, plan=((),), deadline=None, seed=None, **kwargs):
-        plan = [[tuple(rung) for rung in bracket] for bracket in plan]
+    def __init__(self, objective=None, plan=None, deadline=None, seed=None, **kwargs):
+        plan = [[tuple(rung) for rung in bracket] for bracket in plan or ()]
         if not plan or not all(plan):
             raise ValueError(f"`plan` must hold brackets of (configurations, epochs). Received: {plan!r}")
         # Set before HyperbandOracle's constructor, which opens the first bracket.
@@ -176,8 +176,19 @@ class _Tuner(keras_tuner.Tuner):
 
 
 def search_epochs(tuner):
-    """Epochs the trials of a search have trained (or, if unfinished, are training)."""
-    return sum(t.hyperparameters.values.get("tuner/epochs", 0) for t in tuner.oracle.trials.values())
+    """Epochs the trials of a search have trained (or, if unfinished, are training); ``nan``
+    on a distributed worker, whose oracle is the chief's."""
+    trials = getattr(tuner.oracle, "trials", None)
+    if trials is None:
+        return math.nan
+    return sum(t.hyperparameters.values.get("tuner/epochs", 0) for t in trials.values())
+
+
+def _distributed_worker():
+    """Whether this process is a worker of KerasTuner's distributed mode (not the chief)."""
+    from keras_tuner.src.distribute import utils
+
+    return utils.has_chief_oracle() and not utils.is_chief_oracle()
 
 
 def _progress_line(budget, finder_epochs):
@@ -190,11 +201,12 @@ def _progress_line(budget, finder_epochs):
         score = trial.score if trial.score is not None else math.nan
         used = search_epochs(tuner) + finder_epochs
         of = f"/{budget:g}" if budget else ""
+        used = f"  epochs used {used:.1f}{of}" if math.isfinite(used) else ""
         print(
             f"trial {trial.trial_id:>4}  {optimizer:<9} lr={rate:<9.3g} "
             f"{values.get('schedule', 'constant'):<13} {values.get('tuner/epochs', 0):>3} epochs  "
-            f"{tuner.oracle.objective.name}={score:.4f}  best={best:.4f}  "
-            f"epochs used {used:.1f}{of}  [{trial.status}]",
+            f"{tuner.oracle.objective.name}={score:.4f}  best={best:.4f}{used}  "
+            f"[{trial.status}]",
             flush=True,
         )
 
@@ -219,7 +231,9 @@ class AutotuneResult:
         finder_epochs: the sweeps' share of ``epochs_used``.
         ranges: the learning-rate ranges the finder centred (:class:`FinderRanges`).
         plan: the brackets, as :func:`plan_brackets` returns them.
-        report: the :class:`tfoptim.tuning.Report` (table, plot, files).
+        report: the :class:`tfoptim.tuning.Report` (table, plot, files); ``None`` on a
+            worker of KerasTuner's distributed mode, where the chief writes it (and
+            ``epochs_used`` is ``nan``).
         tuner: the KerasTuner tuner (``get_best_models``, ``oracle``).
     """
 
@@ -470,8 +484,11 @@ def autotune(
         ranges = finder_ranges(build_model, x, y, optimizers=optimizers, batch_size=batch_size,
                                loss=loss, metrics=metrics, num_steps=finder_steps, width=width,
                                seed=seed)
-        with open(state_file, "w") as f:
-            json.dump({"settings": settings, "ranges": ranges.to_dict()}, f, indent=1)
+        # A worker's ranges only declare its copy of the space (the chief's oracle chooses the
+        # values), so the chief's are the ones kept.
+        if not _distributed_worker():
+            with open(state_file, "w") as f:
+                json.dump({"settings": settings, "ranges": ranges.to_dict()}, f, indent=1)
     finder_epochs = ranges.total_steps / steps_per_epoch
     if verbose:
         print("Learning-rate ranges from the range test: " + ", ".join(
@@ -499,10 +516,10 @@ def autotune(
         budget=budget_epochs, finder_epochs=finder_epochs, deadline=deadline,
     )
     if verbose:
-        done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+        done = sum(t.status == "COMPLETED" for t in getattr(tuner.oracle, "trials", {}).values())
         budget = f"{budget_epochs} epochs" if budget_epochs else f"{budget_seconds:g} s"
-        print(f"Successive halving within {budget}: {len(tuner.oracle.plan)} brackets, "
-              f"{plan_cost(tuner.oracle.plan)} epochs planned, runs of up to {max_epochs} epochs"
+        print(f"Successive halving within {budget}: {len(oracle.plan)} brackets, "
+              f"{plan_cost(oracle.plan)} epochs planned, runs of up to {max_epochs} epochs"
               + (f"; resuming, {done} trials done" if done else ""), flush=True)
     fit_kwargs = dict(verbose=0, callbacks=list(callbacks or []))
     if not _is_dataset(x):
@@ -522,8 +539,10 @@ def autotune(
     values = best[0].hyperparameters.values
     epochs = int(values["tuner/epochs"])
     total_steps = epochs * steps_per_epoch
-    result_report = write_report(tuner, path=report_path or project, total_steps=total_steps,
-                                 print_table=bool(verbose))
+    result_report = None
+    if not _distributed_worker():
+        result_report = write_report(tuner, path=report_path or project, total_steps=total_steps,
+                                     print_table=bool(verbose))
     return AutotuneResult(
         optimizer=sampler.optimizer_from_values(values, total_steps=total_steps),
         epochs=epochs,
@@ -535,7 +554,7 @@ def autotune(
         epochs_used=search_epochs(tuner) + finder_epochs,
         finder_epochs=finder_epochs,
         ranges=ranges,
-        plan=tuner.oracle.plan,
+        plan=oracle.plan,
         report=result_report,
         tuner=tuner,
     )
