@@ -191,6 +191,8 @@ def test_centred_range():
         ({"validation_data": None}, "needs `validation_data`"),
         ({"factor": 1}, "factor"),
         ({"max_epochs": 0}, "max_epochs"),
+        ({"finder_steps": 2}, "finder_steps"),
+        ({"width": 1.0}, "width"),
         ({"optimizers": ("adam", "nosuch")}, "Unknown optimizer"),
         ({"schedules": ("nosuch",)}, "Unknown schedule"),
     ],

@@ -438,6 +438,10 @@ def autotune(
         raise ValueError(f"`validation_split` must be in [0, 1). Received: {validation_split!r}")
     if verbose not in (0, 1):
         raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+    if not _is_int(finder_steps, 3):
+        raise ValueError(f"`finder_steps` must be an int >= 3. Received: finder_steps={finder_steps!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 1:
+        raise ValueError(f"`width` must be a number > 1. Received: width={width!r}")
     optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
     schedules = (schedules,) if isinstance(schedules, str) else tuple(schedules)
     # Validates the names (and the finder's arguments below) before any training.
@@ -505,9 +509,6 @@ def autotune(
         lambda hp: _call_build(build_model, hp), optimizers=optimizers, learning_rate=dict(ranges),
         schedules=schedules, batch_sizes=None, loss=loss, metrics=metrics,
     )
-    if loss is None:
-        # OptimizerHyperModel reads the loss from the compiled model; check it now.
-        compile_config(_call_build(build_model, keras_tuner.HyperParameters()))
     oracle = BudgetHyperbandOracle(objective=objective, plan=plan, deadline=deadline, seed=seed)
     tuner = _Tuner(
         oracle=oracle, hypermodel=hypermodel, directory=directory, project_name=project_name,
