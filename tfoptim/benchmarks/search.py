@@ -323,9 +323,10 @@ def format_table(summary, markdown=False):
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
 
 
-def plot(results, path):
+def plot(results, path, caption=None):
     """Per problem: best validation accuracy so far against epochs spent, and the test accuracy
-    of each search's best model against the epochs it used."""
+    of each search's best model against the epochs it used; ``caption`` below (the command,
+    the date and the versions)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,7 +353,11 @@ def plot(results, path):
         right.set_ylabel("test accuracy of the best trial's model")
         right.set_title(problem)
         right.grid(alpha=0.3)
-    fig.tight_layout()
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=7, wrap=True, va="bottom", ha="left")
+        fig.tight_layout(rect=(0, 0.06 / len(problems), 1, 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -387,7 +392,7 @@ def write(results, machine, output, command=None):
             f"{'within' if v['epochs_within_grid'] else 'over'} the grid's."
         )
     (output / "search.md").write_text("\n".join(lines) + "\n")
-    plot(results, output / "search.png")
+    plot(results, output / "search.png", caption=f"{command}; {date}; {versions}")
     return summary
 
 
