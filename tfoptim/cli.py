@@ -24,6 +24,7 @@ COMMANDS = {
     "schedule": ("tfoptim.schedules.cli", "plot a learning-rate schedule without writing code"),
     "bench": ("tfoptim.benchmarks.cli", "benchmarks: apply-step speed (speed), convergence to target (convergence), tuning quality (search)"),
     "tune": ("tfoptim.tuning.cli", "tune the optimizer, batch size and activation of a digits MLP"),
+    "autotune": ("tfoptim.tuning.autotune_cli", "choose optimizer, learning rate and schedule for a built-in problem within a budget"),
 }
 
 

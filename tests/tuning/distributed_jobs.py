@@ -4,6 +4,8 @@
   worker, as ``KERASTUNER_*`` say); each trial the process runs appends
   ``"<tuner id> <trial id>"`` to ``LOG``. With ``KILL_AT``, the process kills itself
   (SIGKILL) in the middle of its ``KILL_AT``-th trial.
+- ``autotune DIR LOG``: ``tfoptim.tuning.autotune`` on a budget of 4 trials in ``DIR``, each
+  trial logged as in ``search``.
 - ``mwms OUT NAMES``: trains a small model with each optimizer named (comma-separated) under
   ``MultiWorkerMirroredStrategy`` (``TF_CONFIG`` says the cluster) and saves the weights.
 """
@@ -55,6 +57,38 @@ def search(directory, log, kill_at=None):
 
     tuner.run_trial = logged_run_trial
     tuner.search(x, y, epochs=1, verbose=0)
+
+
+def autotune(directory, log):
+    import importlib
+
+    import keras
+
+    from tfoptim.tuning.cli import digits_split
+
+    module = importlib.import_module("tfoptim.tuning.autotune")
+    x, _, y, _ = digits_split(0)
+    x, y = x[:128], y[:128]
+
+    def build():
+        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(10)])
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    run_trial = module._Tuner.run_trial
+
+    def logged_run_trial(self, trial, *args, **kwargs):
+        with open(log, "a") as f:
+            f.write(f"{os.environ.get('KERASTUNER_TUNER_ID', 'single')} {trial.trial_id}\n")
+        return run_trial(self, trial, *args, **kwargs)
+
+    module._Tuner.run_trial = logged_run_trial
+    # 4 steps per epoch; the 8-step range test is 2 epochs, leaving 7: the bracket of 3
+    # one-epoch trials and the best of them for 3 epochs.
+    module.autotune(build, x, y, budget_epochs=9, max_epochs=3, objective="loss",
+                    optimizers=("adam",), finder_steps=8, directory=directory,
+                    project_name="search", seed=0, verbose=0)
 
 
 def _Kill():
@@ -139,6 +173,8 @@ if __name__ == "__main__":
     role, *rest = sys.argv[1:]
     if role == "search":
         search(rest[0], rest[1], int(rest[2]) if len(rest) > 2 else None)
+    elif role == "autotune":
+        autotune(rest[0], rest[1])
     elif role == "mwms":
         mwms(rest[0], rest[1].split(","))
     else:

@@ -68,14 +68,15 @@ def logged(path):
         return [tuple(line.split()) for line in f if line.strip()]
 
 
-def test_chief_and_two_workers_run_every_trial_once(tmp_path):
+@pytest.mark.parametrize("role, count", [("search", jobs.SEARCH_TRIALS), ("autotune", 4)])
+def test_chief_and_two_workers_run_every_trial_once(tmp_path, role, count):
     port = free_port()
     run_log, output = tmp_path / "trials.log", open(tmp_path / "output.log", "w")
     oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
     processes = []
     try:
         for tuner_id in ("chief", "tuner0", "tuner1"):
-            processes.append(start(["search", str(tmp_path), str(run_log)],
+            processes.append(start([role, str(tmp_path), str(run_log)],
                                    {**oracle, "KERASTUNER_TUNER_ID": tuner_id}, output))
         # The search is over when the workers are: they stop once the chief's oracle has
         # handed out every trial and each has ended its own. (The chief then polls every
@@ -88,8 +89,7 @@ def test_chief_and_two_workers_run_every_trial_once(tmp_path):
     runs = logged(run_log)
     assert {tuner for tuner, _ in runs} <= {"tuner0", "tuner1"}  # the chief only serves
     counts = collections.Counter(trial for _, trial in runs)
-    assert sorted(counts) == [str(i) for i in range(jobs.SEARCH_TRIALS)]
-    assert set(counts.values()) == {1}
+    assert len(counts) == count and set(counts.values()) == {1}
     assert set(trials(tmp_path).values()) == {"COMPLETED"}
 
 

@@ -11,6 +11,8 @@ import pytest
 import tfoptim.optimizers
 import tfoptim.schedules
 from tfoptim.tuning import (
+    DEFAULT_OPTIMIZERS,
+    DEFAULT_SCHEDULES,
     canonical_names,
     optimizer_from_values,
     optimizer_names,
@@ -75,7 +77,7 @@ def test_every_named_optimizer_builds_from_the_space(seed):
 def test_conditional_scopes_leave_inactive_hyperparameters_unset():
     hp = kt.HyperParameters()
     hp.values = {"optimizer": "adam"}
-    optimizer = sample_optimizer(hp, optimizers=("momentum", "rmsprop", "adam"))
+    optimizer = sample_optimizer(hp, optimizers=("momentum", "rmsprop", "adam"), tune_arguments=True)
     assert isinstance(optimizer, tfoptim.optimizers.Adam)
     names = {p.name for p in hp.space}
     # The whole space is declared (Bayesian optimization and grid search need it) ...
@@ -85,6 +87,30 @@ def test_conditional_scopes_leave_inactive_hyperparameters_unset():
                               "adam/epsilon"}
     assert not hp.is_active("rmsprop/rho")
     assert hp.get("adam/beta_1") == pytest.approx(0.9)  # the constructor's default first
+
+
+def test_defaults_tune_the_optimizer_its_rate_and_the_schedule():
+    hp = kt.HyperParameters()
+    sample_optimizer(hp, total_steps=100)
+    names = {p.name for p in hp.space}
+    assert next(p for p in hp.space if p.name == "optimizer").values == list(DEFAULT_OPTIMIZERS)
+    assert next(p for p in hp.space if p.name == "schedule").values == list(DEFAULT_SCHEDULES)
+    # Rates, the schedule's own, and the weight decay AdamW is about; no moment coefficients,
+    # epsilon or momentum unless asked.
+    assert names == {"optimizer", "adam/learning_rate", "adamw/learning_rate",
+                     "adamw/weight_decay", "momentum/learning_rate", "schedule",
+                     "schedule/cosine_decay/alpha"}
+    # Without the run's length no decay can be laid out: a constant rate.
+    hp = kt.HyperParameters()
+    sample_optimizer(hp)
+    assert "schedule" not in {p.name for p in hp.space}
+    # Asked for by name, where a family tunes them (momentum brings Nesterov along).
+    hp = kt.HyperParameters()
+    sample_optimizer(hp, optimizers=("adam", "momentum", "rmsprop"),
+                     tune_arguments=["beta_1", "momentum"])
+    assert {p.name for p in hp.space} == {
+        "optimizer", "adam/learning_rate", "adam/beta_1", "momentum/learning_rate",
+        "momentum/momentum", "momentum/nesterov", "rmsprop/learning_rate"}
 
 
 def test_priors_come_from_the_constructor():
@@ -197,6 +223,7 @@ def test_several_optimizers_in_one_model():
         ({"warmup": (0.2, 0.1), "total_steps": 10}, "0 <= low <= high < 1"),
         ({"schedules": ["cosine"]}, "total_steps"),
         ({"total_steps": 0}, "total_steps"),
+        ({"tune_arguments": ["beta_1", "amsgrad"]}, "tune_arguments.*amsgrad"),
     ],
 )
 def test_bad_input_is_a_value_error(kwargs, message):

@@ -19,12 +19,17 @@ def add_arguments(parser):
     speed.add_argument("--no-fit", action="store_true",
                        help="skip the end-to-end model.fit figure (digits MLP and CNN)")
     search = sub.add_parser(
-        "search", help="best accuracy found by tuning the optimizer, against Adam(1e-3) and "
-        "KerasTuner's HyperResNet-style choice, on the digits MLP")
-    search.add_argument("--output", default="tfoptim-bench", help="folder for search.json and search.png")
+        "search", help="best accuracy found by autotune and sample_optimizer's defaults, against "
+        "Adam(1e-3) and a 9-point grid, on named problems, with the epochs each used")
+    search.add_argument("--output", default="tfoptim-bench",
+                        help="folder for search.json, search.md and search.png")
+    search.add_argument("--problems", nargs="+", default=["digits_mlp", "digits_cnn"],
+                        help="default: %(default)s")
+    search.add_argument("--methods", nargs="+", default=None,
+                        help="subset of default, grid, sample_optimizer, autotune (default: all)")
     search.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
-    search.add_argument("--trials", type=int, default=20, help="random-search trials (default: %(default)s)")
-    search.add_argument("--epochs", type=int, default=20, help="epochs per trial (default: %(default)s)")
+    search.add_argument("--epochs", type=int, default=10,
+                        help="epochs per trial; autotune's budget is 9 times it (default: %(default)s)")
     convergence = sub.add_parser(
         "convergence", help="steps and seconds to a target on small problems, every optimizer")
     convergence.add_argument("--output", default="tfoptim-bench/convergence",
@@ -75,10 +80,15 @@ def run(args):
 def run_search(args):
     from tfoptim.benchmarks import search
 
-    results = search.run_search_benchmark(seeds=args.seeds, trials=args.trials, epochs=args.epochs)
+    try:
+        results = search.run_search_benchmark(problems=args.problems, seeds=args.seeds,
+                                              epochs=args.epochs,
+                                              methods=args.methods or search.METHODS)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     summary = search.write(results, search.machine_info(), args.output)
     print(search.format_table(summary))
-    print(f"wrote {Path(args.output) / 'search.json'} and {Path(args.output) / 'search.png'}")
+    print(f"wrote {Path(args.output) / 'search.json'}, search.md and search.png")
 
 
 def run_convergence(args):

@@ -22,8 +22,8 @@ def add_arguments(parser):
                         help="epochs per trial (Hyperband: the most any trial gets); "
                         "default: %(default)s")
     parser.add_argument("--optimizers", nargs="+", default=None, metavar="NAME",
-                        help="optimizers to choose from (default: sgd momentum rmsprop adam "
-                        "adamw; `--optimizers all`: every one)")
+                        help="optimizers to choose from (default: adam adamw momentum; "
+                        "`--optimizers all`: every one)")
     parser.add_argument("--schedules", nargs="+", default=["constant"], metavar="NAME",
                         help="learning-rate schedules to choose from (default: constant)")
     parser.add_argument("--output", default="tfoptim-tune", metavar="DIR",

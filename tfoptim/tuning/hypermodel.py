@@ -50,7 +50,8 @@ class OptimizerHyperModel(keras_tuner.HyperModel):
         build_model: ``build_model(hp)`` or ``build_model(hp, activation)``, returning a Keras
             model. A compiled model keeps its loss and metrics unless given here.
         optimizers, learning_rate, schedules, warmup, tune_arguments, priors: as in
-            :func:`sample_optimizer`.
+            :func:`sample_optimizer`; the run's length is always known here, so
+            ``schedules="auto"`` chooses between a constant rate and cosine decay.
         batch_sizes: batch sizes to choose from (hyperparameter ``batch_size``); ``None``
             leaves ``batch_size`` to ``search``'s arguments.
         epochs: ``None`` (``search``'s ``epochs``), an int (fixed) or a list to choose from
@@ -74,9 +75,9 @@ class OptimizerHyperModel(keras_tuner.HyperModel):
         loss=None,
         metrics=None,
         learning_rate=(1e-5, 1e-1),
-        schedules=("constant",),
+        schedules="auto",
         warmup=None,
-        tune_arguments=True,
+        tune_arguments="needed",
         priors=None,
         name=None,
         tunable=True,

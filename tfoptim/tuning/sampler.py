@@ -22,6 +22,10 @@ from tfoptim.tuning import space
 _SCHEDULE = "schedule"
 _WARMUP = "warmup"
 
+#: The schedules ``schedules="auto"`` chooses from when the run's length is known: a constant
+#: rate, or cosine decay to a tuned fraction of it, the usual strong choice for a fixed budget.
+DEFAULT_SCHEDULES = ("constant", "cosine_decay")
+
 
 def _prefix(name):
     return "" if name == "optimizer" else f"{name}/"
@@ -101,10 +105,10 @@ def sample_optimizer(
     hp,
     optimizers=space.DEFAULT_OPTIMIZERS,
     learning_rate=(1e-5, 1e-1),
-    schedules=("constant",),
+    schedules="auto",
     warmup=None,
     total_steps=None,
-    tune_arguments=True,
+    tune_arguments="needed",
     priors=None,
     name="optimizer",
 ):
@@ -124,22 +128,32 @@ def sample_optimizer(
         optimizers: names to choose from: any tfoptim optimizer by its snake-cased class name
             (``"adam"``, ``"rmsprop"``, ``"radam"``), any Keras built-in as
             ``"keras.<name>"`` (plain when tfoptim has no optimizer of that name), and the
-            presets ``"sgd"`` (no momentum) and ``"momentum"`` (momentum and Nesterov tuned).
+            presets ``"sgd"`` (no momentum) and ``"momentum"`` (SGD with momentum 0.9;
+            momentum and Nesterov tuned when arguments are). Default:
+            ``DEFAULT_OPTIMIZERS``, ``("adam", "adamw", "momentum")``.
             ``tfoptim.tuning.optimizer_names()`` lists them.
         learning_rate: ``(low, high)``: each family's log-uniform range clipped to it (SGD
             [1e-3, 1], Adam-like [1e-5, 1e-2], Lion [1e-6, 1e-3], ...; an optimizer whose
             range does not meet it keeps its default rate). A list of values (a grid), a
             float (fixed), ``None`` (the family ranges as they are), or a dict from optimizer
-            name to any of these.
+            name to any of these: :func:`finder_ranges` returns one centred on the model and
+            data by a learning-rate range test.
         schedules: schedule names to choose from (``"constant"``, ``"cosine"``,
             ``"one_cycle"``, ``"warmup_stable_decay"``, ...; see ``schedule_names()``). Any
-            other than ``"constant"`` needs ``total_steps``.
+            other than ``"constant"`` needs ``total_steps``. ``"auto"`` (the default):
+            ``DEFAULT_SCHEDULES`` (constant or cosine decay) when ``total_steps`` is given,
+            ``("constant",)`` otherwise, since a decay is laid out over the run.
         warmup: the linear warm-up as a fraction of ``total_steps``: a float, or a
             ``(low, high)`` range to tune. ``None``: no warm-up.
         total_steps: the training steps the schedule spans (``OptimizerHyperModel`` fills it
             in from the data, batch size and epochs).
-        tune_arguments: ``False`` tunes only the optimizer and its learning rate (and the
-            schedule): a small space, for instance for ``GridSearch``.
+        tune_arguments: which of each optimizer's own arguments are tuned besides the
+            learning rate (only where the optimizer tunes them at all: a prior exists and
+            its constructor's default lies inside it). ``"needed"`` (the default): those a
+            family needs, ``NEEDED_ARGUMENTS`` (AdamW's weight decay), so a small budget goes
+            to the optimizer, its rate and the schedule. ``True``: all of them (moment
+            coefficients, epsilon, momentum and Nesterov too). ``False``: none (a small space,
+            for instance for ``GridSearch``). A list of argument names: those.
         priors: overrides by constructor-argument name, for every optimizer that has the
             argument: a ``tfoptim.tuning.Prior``, a ``(low, high[, sampling])`` tuple, a list
             of choices, or a value to fix.
@@ -150,7 +164,10 @@ def sample_optimizer(
             schedule without ``total_steps``.
     """
     optimizer_names = _check_names("optimizers", optimizers, space.resolve)
+    if isinstance(schedules, str) and schedules == "auto":
+        schedules = DEFAULT_SCHEDULES if total_steps is not None else ("constant",)
     schedule_names = _check_names("schedules", schedules, schedule_space.resolve_schedule)
+    tune_arguments = _check_tune_arguments(tune_arguments)
     warmup = _check_warmup(warmup)
     user_priors = {k: _as_prior(k, v) for k, v in (priors or {}).items()}
     if total_steps is not None and (not isinstance(total_steps, int) or total_steps < 1):
@@ -195,14 +212,37 @@ def _declare_warmup(hp, prefix, warmup, schedule_names):
         hp.Float(f"{prefix}{_WARMUP}", warmup[0], warmup[1])
 
 
+def _check_tune_arguments(tune_arguments):
+    """``tune_arguments`` as the set of argument names it selects, or True (all)."""
+    if tune_arguments is True or tune_arguments is False:
+        return tune_arguments
+    if isinstance(tune_arguments, str) and tune_arguments == "needed":
+        return set(space.NEEDED_ARGUMENTS)
+    if isinstance(tune_arguments, str):
+        tune_arguments = (tune_arguments,)
+    names = set(tune_arguments)
+    unknown = sorted(n for n in names if n not in space.PRIORS or space.PRIORS[n].boolean)
+    if unknown:
+        raise ValueError(
+            f"`tune_arguments` must be 'needed', True, False or names from "
+            f"{sorted(n for n, p in space.PRIORS.items() if not p.boolean)} (others go in "
+            f"`priors`). Received unknown names: {unknown}"
+        )
+    return names
+
+
 def _arguments(spec, tune_arguments, user_priors):
     import inspect
 
     parameters = inspect.signature(spec.cls.__init__).parameters
     fixed = dict(spec.fixed)
     chosen = {}
-    if tune_arguments:
+    if tune_arguments is True:
         chosen = {a: space.PRIORS[a] for a in spec.tuned}
+    elif tune_arguments:
+        # Nesterov is a choice that goes with a tuned momentum.
+        wanted = tune_arguments | ({"nesterov"} if "momentum" in tune_arguments else set())
+        chosen = {a: space.PRIORS[a] for a in spec.tuned if a in wanted}
     for argument, prior in user_priors.items():
         if argument in parameters and argument not in fixed and argument != "learning_rate":
             chosen[argument] = prior

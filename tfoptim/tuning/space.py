@@ -19,8 +19,16 @@ import functools
 import inspect
 import math
 
-#: The optimizers ``sample_optimizer`` chooses from by default.
-DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
+#: The optimizers ``sample_optimizer`` chooses from by default: a short list of strong families
+#: (adaptive with coupled and with decoupled weight decay, SGD with momentum), so that a small
+#: budget is spent on their learning rates and schedules rather than on weak families.
+DEFAULT_OPTIMIZERS = ("adam", "adamw", "momentum")
+
+#: The arguments tuned by default (``tune_arguments="needed"``), where a family tunes them at
+#: all: decoupled weight decay, whose right strength depends on the model and the data and is
+#: what sets AdamW apart from Adam. Moment coefficients and epsilon have defaults that work
+#: across problems and are tuned only when asked.
+NEEDED_ARGUMENTS = ("weight_decay",)
 
 
 @dataclasses.dataclass(frozen=True)

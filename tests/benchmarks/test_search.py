@@ -1,0 +1,46 @@
+"""``tfoptim bench search``'s bookkeeping on made-up results (the searches themselves run in
+the benchmark, not here)."""
+
+import json
+
+import pytest
+
+from tfoptim.benchmarks import search
+
+
+def result(problem, method, seed, val, test, epochs):
+    return {"problem": problem, "method": method, "seed": seed, "trials": 3,
+            "epochs_trained": epochs, "finder_epochs": 0.0, "steps_trained": 0, "seconds": 1.0,
+            "best_val_accuracy": val, "test_accuracy_of_best": test,
+            "best_so_far": [val], "epochs_so_far": [epochs], "best_config": {}}
+
+
+def test_summary_verdict_and_files(tmp_path):
+    results = [
+        result("digits_mlp", "grid", 0, 0.90, 0.91, 27), result("digits_mlp", "grid", 1, 0.94, 0.93, 27),
+        result("digits_mlp", "autotune", 0, 0.93, 0.92, 26.5),
+        result("digits_mlp", "autotune", 1, 0.92, 0.91, 26.0),
+        result("digits_cnn", "grid", 0, 0.95, 0.95, 27), result("digits_cnn", "autotune", 0, 0.96, 0.94, 28),
+    ]
+    summary = search.summarize(results)
+    assert summary["digits_mlp"]["grid"]["best_val_accuracy_mean"] == pytest.approx(0.92)
+    assert summary["digits_mlp"]["autotune"]["epochs_trained"] == pytest.approx(26.25)
+    assert search.verdict(summary) == {
+        # 0.925 >= 0.92 on validation, 0.915 < 0.92 on test.
+        "digits_mlp": {"validation": True, "test": False, "epochs_within_grid": True},
+        "digits_cnn": {"validation": True, "test": False, "epochs_within_grid": False},
+    }
+    search.write(results, {"keras": "3"}, tmp_path, command="tfoptim bench search --epochs 3")
+    with open(tmp_path / "search.json") as f:
+        written = json.load(f)
+    assert written["command"] == "tfoptim bench search --epochs 3" and len(written["runs"]) == 6
+    markdown = (tmp_path / "search.md").read_text()
+    assert "tfoptim bench search --epochs 3" in markdown and "| digits_cnn |" in markdown
+    assert (tmp_path / "search.png").stat().st_size > 10_000
+
+
+def test_unknown_problem_or_method():
+    with pytest.raises(ValueError, match="Unknown problem 'gpt'"):
+        search.run_search_benchmark(problems=("gpt",), progress=False)
+    with pytest.raises(ValueError, match="Unknown method"):
+        search.run_search_benchmark(methods=("random",), progress=False)

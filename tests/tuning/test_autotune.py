@@ -1,0 +1,243 @@
+"""``autotune``, its learning-rate ranges and its budgeted brackets, on a tiny problem."""
+
+import importlib
+import json
+import math
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+import tfoptim.cli
+import tfoptim.optimizers
+from tfoptim.tuning import autotune, finder_ranges, plan_brackets, sample_optimizer, space
+from tfoptim.tuning.autotune import hyperband_brackets, plan_cost
+from tfoptim.tuning.finder import centred_range
+
+# The module, which the function of the same name hides as an attribute of tfoptim.tuning.
+autotune_module = importlib.import_module("tfoptim.tuning.autotune")
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+# 200 examples at batch size 50: 4 steps per epoch.
+STEPS_PER_EPOCH = 4
+FINDER_STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)).astype("float32")
+    labels = rng.integers(0, 3, size=260).astype("int32")
+    x = centres[labels] + 0.5 * rng.normal(size=(260, 8)).astype("float32")
+    return x[:200], labels[:200], x[200:], labels[200:]
+
+
+def build():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3)])
+    model.compile(loss=LOSS, metrics=["accuracy"])
+    return model
+
+
+def EpochCounter(epochs):
+    """A callback appending to ``epochs`` at the end of every epoch of every trial (KerasTuner
+    deep-copies callbacks per trial; the list, held by the closure, is shared)."""
+
+    class Counter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            epochs.append(epoch)
+
+    return Counter()
+
+
+def run(data, directory, budget=9, callbacks=(), **kwargs):
+    x, y, x_val, y_val = data
+    keras.utils.set_random_seed(0)
+    kwargs = {"optimizers": ("adam",), "max_epochs": 3, "finder_steps": FINDER_STEPS,
+              "batch_size": 50, "seed": 0, "verbose": 0, **kwargs}
+    return autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=budget,
+                    directory=directory, callbacks=list(callbacks), **kwargs)
+
+
+def test_hyperband_brackets_are_the_papers():
+    # Li et al. (2018), Table 1: max_epochs 81, factor 3, (configurations, epochs) per rung.
+    assert hyperband_brackets(81, 3) == [
+        [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
+        [(34, 3), (11, 9), (3, 27), (1, 81)],
+        [(15, 9), (5, 27), (1, 81)],
+        [(8, 27), (2, 81)],
+        [(5, 81)],
+    ]
+
+
+@pytest.mark.parametrize("max_epochs, factor", [(1, 3), (3, 3), (10, 3), (27, 3), (8, 2)])
+def test_plans_fit_the_budget(max_epochs, factor):
+    assert plan_brackets(max_epochs - 1, max_epochs, factor) == []
+    for budget in range(max_epochs, 12 * max_epochs, max(1, max_epochs // 3)):
+        plan = plan_brackets(budget, max_epochs, factor)
+        cost = plan_cost(plan)
+        # Within the budget, and leaving less than one full-length run unspent.
+        assert budget - max_epochs < cost <= budget, (budget, plan)
+        for bracket in plan:
+            configurations = [n for n, _ in bracket]
+            epochs = [e for _, e in bracket]
+            assert configurations == sorted(configurations, reverse=True)
+            assert epochs == sorted(epochs) and epochs[-1] == max_epochs
+
+
+@pytest.fixture(scope="module")
+def first_search(data, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("autotune")
+    epochs = []
+    result = run(data, directory, callbacks=[EpochCounter(epochs)])
+    return directory, result, epochs
+
+
+def test_finishes_within_its_budget(first_search):
+    directory, result, epochs = first_search
+    # Budget 9 epochs; the range test's 8 steps are 2 epochs: 7 left, the bracket of 3
+    # configurations for 1 epoch and the best for 3 fits (6), nothing else does.
+    assert result.finder_epochs == pytest.approx(result.ranges.total_steps / STEPS_PER_EPOCH)
+    assert result.ranges.total_steps <= FINDER_STEPS
+    assert result.plan == [[(3, 1), (1, 3)]]
+    assert len(epochs) == 6
+    assert result.epochs_used == pytest.approx(len(epochs) + result.finder_epochs)
+    assert result.epochs_used <= 9
+    assert len(result.tuner.oracle.trials) == 4
+    # The best configuration is a fresh optimizer with its schedule over the run it won.
+    assert isinstance(result.optimizer, tfoptim.optimizers.Adam)
+    assert result.values["optimizer"] == "adam" and result.epochs in (1, 3)
+    if result.values.get("schedule", "constant") != "constant":
+        assert result.optimizer._learning_rate.decay_steps == result.epochs * STEPS_PER_EPOCH
+    low, high = result.ranges["adam"]
+    assert low <= result.values["adam/learning_rate"] <= high
+    with open(result.report.files["best"]) as f:
+        restored = keras.optimizers.deserialize(json.load(f))
+    assert {**restored.get_config(), "name": None} == {**result.optimizer.get_config(), "name": None}
+
+
+def test_resumes_without_repeating_finished_trials(data, first_search, monkeypatch):
+    directory, first, _ = first_search
+    sweeps = []
+    monkeypatch.setattr(autotune_module, "finder_ranges",
+                        lambda *a, **k: sweeps.append(1) or finder_ranges(*a, **k))
+    epochs = []
+    again = run(data, directory, callbacks=[EpochCounter(epochs)])
+    assert epochs == [] and sweeps == []  # nothing trained again, the ranges read back
+    assert again.values == first.values and again.epochs_used == pytest.approx(first.epochs_used)
+    with pytest.raises(ValueError, match="other budget_epochs"):
+        run(data, directory, budget=12)
+
+
+@pytest.mark.slow
+def test_resumes_an_interrupted_search(data, tmp_path):
+    started = []
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            # The third trial: the two before it have finished.
+            if len(started) == 2:
+                raise KeyboardInterrupt
+            started.append(1)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(data, tmp_path, callbacks=[Interrupt()])
+    epochs = []
+    result = run(data, tmp_path, callbacks=[EpochCounter(epochs)])
+    # Left: the interrupted 1-epoch trial and the 3-epoch one; the two finished stay finished.
+    assert len(epochs) == 4
+    assert len(result.tuner.oracle.trials) == 4
+    assert all(t.status == "COMPLETED" for t in result.tuner.oracle.trials.values())
+
+
+def test_finder_range_contains_its_suggestion(data):
+    x, y, _, _ = data
+    ranges = finder_ranges(build, x, y, optimizers=("adam", "momentum"), batch_size=50,
+                           num_steps=FINDER_STEPS, seed=0)
+    assert set(ranges) == {"adam", "momentum"}
+    for name, (low, high) in ranges.items():
+        suggestion = ranges.suggestions[name]
+        family_low, family_high = space.resolve(name).learning_rate_range
+        if math.isfinite(suggestion):
+            assert low <= suggestion <= high
+            assert family_low / 10 <= low < high <= family_high * 10
+        else:
+            assert (low, high) == (family_low, family_high)
+    # The ranges are what sample_optimizer takes.
+    hp = kt.HyperParameters()
+    sample_optimizer(hp, optimizers=("adam", "momentum"), learning_rate=dict(ranges))
+    rate = next(p for p in hp.space if p.name == "adam/learning_rate")
+    assert (rate.min_value, rate.max_value) == pytest.approx(ranges["adam"])
+
+
+def test_centred_range():
+    assert centred_range(1e-2, 10.0, (1e-6, 1.0), (1e-5, 1e-2)) == pytest.approx((1e-3, 1e-1))
+    # Clipped to the sweep, so the range never leaves what was measured.
+    assert centred_range(0.5, 10.0, (1e-6, 1.0), (1e-5, 1e-2)) == pytest.approx((0.05, 1.0))
+    # No suggestion (the loss never went down): the family's fixed range.
+    assert centred_range(math.nan, 10.0, (1e-6, 1.0), (1e-5, 1e-2)) == (1e-5, 1e-2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"budget": None}, "exactly one of `budget_epochs` and `budget_seconds`"),
+        ({"budget_seconds": 10.0}, "exactly one"),
+        ({"budget": 0}, "budget_epochs` must be an int >= 1"),
+        ({"budget": 4}, "too small for one trial"),
+        ({"budget": None, "budget_seconds": 5.0, "max_epochs": None}, "pass `max_epochs`"),
+        ({"budget": None, "budget_seconds": -1.0}, "budget_seconds` must be > 0"),
+        ({"objective": "val_acc"}, "Unknown objective 'val_acc'"),
+        ({"validation_data": None}, "needs `validation_data`"),
+        ({"factor": 1}, "factor"),
+        ({"max_epochs": 0}, "max_epochs"),
+        ({"finder_steps": 2}, "finder_steps"),
+        ({"width": 1.0}, "width"),
+        ({"optimizers": ("adam", "nosuch")}, "Unknown optimizer"),
+        ({"schedules": ("nosuch",)}, "Unknown schedule"),
+    ],
+)
+def test_bad_input_is_refused_before_training(data, tmp_path, kwargs, message):
+    x, y, x_val, y_val = data
+    epochs = []
+    kwargs = dict(kwargs)
+    budget = kwargs.pop("budget", 9)
+    validation = kwargs.pop("validation_data", (x_val, y_val))
+    arguments = dict(optimizers=("adam",), max_epochs=3, finder_steps=FINDER_STEPS, batch_size=50,
+                     verbose=0)
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        autotune(build, x, y, validation_data=validation, budget_epochs=budget,
+                 directory=tmp_path, callbacks=[EpochCounter(epochs)], **arguments)
+    assert epochs == []
+
+
+def test_build_model_without_a_loss_is_refused(data, tmp_path):
+    x, y, x_val, y_val = data
+
+    def uncompiled():
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+
+    with pytest.raises(ValueError, match="loss"):
+        autotune(uncompiled, x, y, validation_data=(x_val, y_val), budget_epochs=9, max_epochs=3,
+                 optimizers=("adam",), finder_steps=FINDER_STEPS, batch_size=50,
+                 directory=tmp_path, verbose=0)
+
+
+@pytest.mark.slow
+def test_seconds_budget(data, tmp_path):
+    result = run(data, tmp_path, budget=None, budget_seconds=60.0, max_epochs=3)
+    assert result.tuner.oracle.trials and result.score > 0
+
+
+@pytest.mark.slow
+def test_autotune_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tfoptim.cli, "COMMANDS", {"autotune": tfoptim.cli.COMMANDS["autotune"]})
+    argv = ["autotune", "--budget-epochs", "12", "--max-epochs", "2", "--optimizers", "adam",
+            "--output", str(tmp_path)]
+    assert tfoptim.cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Best: adam" in out and "test accuracy" in out
+    assert (tmp_path / "search" / "trials.png").exists()
+    assert tfoptim.cli.main(argv) == 0
+    assert "resuming" in capsys.readouterr().out

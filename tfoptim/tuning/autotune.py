@@ -1,0 +1,561 @@
+"""``autotune``: the optimizer, its learning rate and its schedule, within a budget of epochs.
+
+Three steps, all on KerasTuner's machinery so that a search resumes after a kill and runs
+under KerasTuner's distributed mode (chief and workers) unchanged:
+
+1. A learning-rate range test per optimizer family (:func:`finder_ranges`) centres each
+   family's learning-rate range on the model and the data. Its sweeps count against the
+   budget (their steps, in epochs of the training data).
+2. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
+   the budget (:func:`plan_brackets`): many configurations for a few epochs, the best third
+   of them for three times as many, up to ``max_epochs``.
+3. :class:`BudgetHyperbandOracle` (KerasTuner's ``HyperbandOracle`` on that plan) hands out
+   the trials; its state, with the plan, lives in ``directory/project_name``.
+
+Deliberate difference from KerasTuner's ``Hyperband``: a promoted configuration trains again
+from scratch for its rung's epochs rather than continuing from the previous rung's weights.
+The learning-rate schedule is laid out over the run it is judged on, so every rung judges a
+configuration exactly as it will be used, and the configuration returned is the one that
+trained the best model; continuing would judge schedules restarted mid-run (and optimizer
+moments reset) that no user would train with. It costs more epochs per bracket, which the
+plan accounts for.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+
+import keras_tuner
+
+from tfoptim.tuning import sampler, space
+from tfoptim.tuning.finder import FinderRanges, _call_build, compile_config, finder_ranges
+
+_STATE_FILE = "autotune.json"
+
+
+def plan_brackets(budget_epochs, max_epochs, factor=3):
+    """Successive-halving brackets whose epochs add up to at most ``budget_epochs``.
+
+    Hyperband's brackets for ``max_epochs`` and ``factor`` (Li et al., 2018, Algorithm 1:
+    bracket ``s`` starts ``ceil((s_max + 1) / (s + 1) * factor**s)`` configurations at
+    ``max_epochs / factor**s`` epochs, rounded up, and keeps the best ``1 / factor`` of them
+    at each rung), taken in Hyperband's order (the most exploratory first) and over again,
+    each bracket only if all of it fits in what is left. Once none fits, what is left goes
+    to configurations trained for ``max_epochs`` outright, as many as fit. Every rung trains
+    from scratch, so a bracket costs the sum over its rungs of configurations times epochs.
+
+    Returns:
+        A list of brackets, each a list of ``(configurations, epochs)`` rungs; empty when
+        ``budget_epochs < max_epochs``.
+    """
+    shapes = hyperband_brackets(max_epochs, factor)
+    plan, left = [], budget_epochs
+    while True:
+        added = False
+        for shape in shapes:
+            cost = sum(n * e for n, e in shape)
+            if cost <= left:
+                plan.append(shape)
+                left -= cost
+                added = True
+        if not added:
+            break
+    if left >= max_epochs:
+        plan.append([(int(left // max_epochs), max_epochs)])
+    return plan
+
+
+def hyperband_brackets(max_epochs, factor=3):
+    """One iteration of Hyperband's brackets, the most exploratory first (see
+    :func:`plan_brackets`)."""
+    s_max = 0
+    while max_epochs / factor ** (s_max + 1) >= 1 - 1e-9:
+        s_max += 1
+    shapes = []
+    for s in range(s_max, -1, -1):
+        first = math.ceil((s_max + 1) / (s + 1) * factor**s - 1e-9)
+        shapes.append([
+            (max(1, first // factor**i), max(1, math.ceil(max_epochs / factor ** (s - i) - 1e-9)))
+            for i in range(s + 1)
+        ])
+    return shapes
+
+
+#: Hyperband iterations laid out for a wall-clock budget, whose deadline ends the search first.
+_SECONDS_ITERATIONS = 50
+
+
+def plan_cost(plan):
+    """Epochs a plan trains: configurations times epochs, over every rung of every bracket."""
+    return sum(n * e for bracket in plan for n, e in bracket)
+
+
+class BudgetHyperbandOracle(keras_tuner.oracles.HyperbandOracle):
+    """KerasTuner's ``HyperbandOracle`` on brackets laid out in advance (:func:`plan_brackets`).
+
+    The plan is part of the oracle's saved state, so a resumed search follows the same plan.
+    ``deadline`` (a ``time.monotonic()`` value) stops handing out trials once passed.
+
+    Args:
+        plan: brackets of ``(configurations, epochs)`` rungs, run in order.
+        other arguments: as for ``keras_tuner.oracles.HyperbandOracle``.
+    """
+
+    def __init__(self, objective=None, plan=None, deadline=None, seed=None, **kwargs):
+        plan = [[tuple(rung) for rung in bracket] for bracket in plan or ()]
+        if not plan or not all(plan):
+            raise ValueError(f"`plan` must hold brackets of (configurations, epochs). Received: {plan!r}")
+        # Set before HyperbandOracle's constructor, which opens the first bracket.
+        self._plan = plan
+        self._deadline = deadline
+        max_epochs = max(e for bracket in plan for _, e in bracket)
+        super().__init__(objective=objective, max_epochs=max_epochs, hyperband_iterations=1,
+                         seed=seed, **kwargs)
+
+    @property
+    def plan(self):
+        return [list(bracket) for bracket in self._plan]
+
+    # HyperbandOracle counts brackets down to 0; bracket k is the plan's (len - 1 - k)-th.
+    def _bracket(self, bracket_num):
+        return self._plan[len(self._plan) - 1 - bracket_num]
+
+    def _get_size(self, bracket_num, round_num):
+        return self._bracket(bracket_num)[round_num][0]
+
+    def _get_epochs(self, bracket_num, round_num):
+        return self._bracket(bracket_num)[round_num][1]
+
+    def _get_num_rounds(self, bracket_num):
+        return len(self._bracket(bracket_num))
+
+    def _get_num_brackets(self):
+        return len(self._plan)
+
+    def populate_space(self, trial_id):
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return {"status": "IDLE" if self.ongoing_trials else "STOPPED"}
+        return super().populate_space(trial_id)
+
+    def get_state(self):
+        return {**super().get_state(), "plan": self.plan}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._plan = [[tuple(rung) for rung in bracket] for bracket in state["plan"]]
+
+
+class _Tuner(keras_tuner.Tuner):
+    """Trains each trial from scratch for its rung's epochs, and reports progress."""
+
+    def __init__(self, *args, progress=None, budget=None, finder_epochs=0.0, deadline=None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self._progress = progress
+        self._budget = budget
+        self._finder_epochs = finder_epochs
+        self._deadline = deadline
+
+    def run_trial(self, trial, *args, **kwargs):
+        kwargs["epochs"] = trial.hyperparameters.values["tuner/epochs"]
+        kwargs["initial_epoch"] = 0
+        if self._deadline is not None:
+            from tfoptim.callbacks import TimeStopping
+
+            left = max(1e-3, self._deadline - time.monotonic())
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), TimeStopping(seconds=left)]
+        return super().run_trial(trial, *args, **kwargs)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        if self._progress:
+            self._progress(self, trial)
+
+
+def search_epochs(tuner):
+    """Epochs the trials of a search have trained (or, if unfinished, are training); ``nan``
+    on a distributed worker, whose oracle is the chief's."""
+    trials = getattr(tuner.oracle, "trials", None)
+    if trials is None:
+        return math.nan
+    return sum(t.hyperparameters.values.get("tuner/epochs", 0) for t in trials.values())
+
+
+def _distributed_worker():
+    """Whether this process is a worker of KerasTuner's distributed mode (not the chief)."""
+    from keras_tuner.src.distribute import utils
+
+    return utils.has_chief_oracle() and not utils.is_chief_oracle()
+
+
+def _progress_line(budget, finder_epochs):
+    def show(tuner, trial):
+        values = trial.hyperparameters.values
+        optimizer = values.get("optimizer", "?")
+        rate = values.get(f"{optimizer}/learning_rate", math.nan)
+        best = tuner.oracle.get_best_trials(1)
+        best = best[0].score if best else math.nan
+        score = trial.score if trial.score is not None else math.nan
+        used = search_epochs(tuner) + finder_epochs
+        of = f"/{budget:g}" if budget else ""
+        used = f"  epochs used {used:.1f}{of}" if math.isfinite(used) else ""
+        print(
+            f"trial {trial.trial_id:>4}  {optimizer:<9} lr={rate:<9.3g} "
+            f"{values.get('schedule', 'constant'):<13} {values.get('tuner/epochs', 0):>3} epochs  "
+            f"{tuner.oracle.objective.name}={score:.4f}  best={best:.4f}{used}  "
+            f"[{trial.status}]",
+            flush=True,
+        )
+
+    return show
+
+
+@dataclasses.dataclass
+class AutotuneResult:
+    """What :func:`autotune` found.
+
+    Attributes:
+        optimizer: a fresh optimizer with the best configuration, its schedule laid out over
+            ``epochs`` epochs of ``steps_per_epoch`` steps: pass it to ``model.compile`` and
+            train ``epochs`` epochs at ``batch_size``.
+        epochs: the run length the best configuration was judged on.
+        batch_size, steps_per_epoch: of that run.
+        values: the best trial's hyperparameters.
+        score: its objective.
+        objective: the objective's name.
+        epochs_used: epochs trained by the search and the finder's sweeps (in epochs of the
+            training data), over the search's whole life, resumed runs included.
+        finder_epochs: the sweeps' share of ``epochs_used``.
+        ranges: the learning-rate ranges the finder centred (:class:`FinderRanges`).
+        plan: the brackets, as :func:`plan_brackets` returns them.
+        report: the :class:`tfoptim.tuning.Report` (table, plot, files); ``None`` on a
+            worker of KerasTuner's distributed mode, where the chief writes it (and
+            ``epochs_used`` is ``nan``).
+        tuner: the KerasTuner tuner (``get_best_models``, ``oracle``).
+    """
+
+    optimizer: object
+    epochs: int
+    batch_size: int
+    steps_per_epoch: int
+    values: dict
+    score: float
+    objective: str
+    epochs_used: float
+    finder_epochs: float
+    ranges: FinderRanges
+    plan: list
+    report: object
+    tuner: object
+
+
+def _is_int(value, low):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_dataset(x):
+    import tensorflow as tf
+
+    return isinstance(x, tf.data.Dataset)
+
+
+def _steps_per_epoch(x, batch_size, validation_split):
+    import keras
+
+    if _is_dataset(x):
+        steps = int(x.cardinality())
+        if steps < 1:
+            raise ValueError(
+                "`x` is a dataset of unknown or infinite length: autotune counts epochs, so "
+                "give it a finite dataset (or arrays)."
+            )
+        return steps
+    leaves = keras.tree.flatten(x)
+    if not leaves or not all(hasattr(a, "shape") for a in leaves):
+        raise ValueError(f"`x` must be arrays or a finite tf.data.Dataset. Received: {type(x).__name__}")
+    examples = math.ceil(len(leaves[0]) * (1.0 - validation_split))
+    return max(1, math.ceil(examples / batch_size))
+
+
+def _objective(objective, names, has_validation):
+    """The ``keras_tuner.Objective`` for ``objective``, checked against the metrics' names."""
+    if isinstance(objective, keras_tuner.Objective):
+        name = objective.name
+    elif isinstance(objective, str):
+        name = objective
+    else:
+        raise ValueError(f"`objective` must be a metric name or a keras_tuner.Objective. Received: {objective!r}")
+    known = [*names, *(f"val_{n}" for n in names)]
+    if name not in known:
+        raise ValueError(f"Unknown objective {name!r}: the model logs {', '.join(known)}.")
+    if name.startswith("val_") and not has_validation:
+        raise ValueError(f"The objective {name!r} needs `validation_data` or `validation_split`.")
+    if isinstance(objective, keras_tuner.Objective):
+        return objective
+    from keras_tuner.src.engine.objective import create_objective
+
+    try:
+        return create_objective(name)
+    except ValueError:
+        raise ValueError(
+            f"Cannot tell whether {name!r} is to be minimized or maximized: pass "
+            f'`objective=keras_tuner.Objective("{name}", direction="min" or "max")`.'
+        ) from None
+
+
+def _metric_names(build_model, loss, metrics, x, y, batch_size):
+    """The names ``fit`` logs, from one evaluation of a freshly built model on one batch."""
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    model = _call_build(build_model, kt.HyperParameters())
+    model_loss, model_metrics = compile_config(model, loss, metrics)
+    model.compile(optimizer="sgd", loss=model_loss, metrics=model_metrics)
+    if isinstance(x, tf.data.Dataset):
+        logs = model.evaluate(x.take(1), verbose=0, return_dict=True)
+    else:
+        first = keras.tree.map_structure(lambda a: a[:batch_size], x)
+        labels = None if y is None else keras.tree.map_structure(lambda a: a[:batch_size], y)
+        logs = model.evaluate(first, labels, verbose=0, return_dict=True)
+    return list(logs)
+
+
+def autotune(
+    build_model,
+    x,
+    y=None,
+    validation_data=None,
+    validation_split=0.0,
+    budget_epochs=None,
+    budget_seconds=None,
+    max_epochs=None,
+    objective="val_loss",
+    optimizers=space.DEFAULT_OPTIMIZERS,
+    schedules=sampler.DEFAULT_SCHEDULES,
+    batch_size=32,
+    loss=None,
+    metrics=None,
+    factor=3,
+    finder_steps=60,
+    width=10.0,
+    directory=None,
+    project_name="autotune",
+    overwrite=False,
+    seed=None,
+    callbacks=None,
+    report_path=None,
+    verbose=1,
+):
+    """Chooses the optimizer, its learning rate and its schedule within a budget.
+
+    A learning-rate range test per optimizer family centres that family's range on the model
+    and data (:func:`finder_ranges`), then successive-halving brackets sized to the rest of the
+    budget (:func:`plan_brackets`) search optimizers, rates and schedules on KerasTuner's
+    oracle, every configuration trained from scratch for its rung's epochs so that its
+    schedule spans the run it is judged on. The search lives in ``directory/project_name``:
+    calling again with the same arguments resumes it (finished trials are not repeated, the
+    finder is not rerun), and it runs under KerasTuner's distributed mode unchanged.
+
+    ```python
+    result = tfoptim.tuning.autotune(build_model, x, y, validation_data=(x_val, y_val),
+                                     budget_epochs=90, max_epochs=10, directory="tuning")
+    model = build_model()
+    model.compile(optimizer=result.optimizer, loss=..., metrics=...)
+    model.fit(x, y, batch_size=result.batch_size, epochs=result.epochs)
+    ```
+
+    Args:
+        build_model: ``build_model()`` or ``build_model(hp)``, returning a fresh Keras model
+            (compiled for its loss and metrics, or not, with ``loss=``); ``hp`` lets it tune
+            its own hyperparameters too.
+        x, y, validation_data, validation_split: as for ``model.fit`` (arrays or a finite
+            ``tf.data`` dataset).
+        budget_epochs: the most epochs the search may train, the finder's sweeps included
+            (int >= 1). Exactly one of ``budget_epochs`` and ``budget_seconds``.
+        budget_seconds: a wall-clock budget for this call instead, the finder's sweeps
+            included: no trial starts after it, the one running is stopped at it (> 0; needs
+            ``max_epochs``).
+        max_epochs: the longest a configuration trains: the run length the result is for.
+            Default: a ninth of ``budget_epochs`` (at least 1), so that about as many
+            full-length runs as a 9-point grid's fit, plus the shorter ones.
+        objective: a name ``fit`` logs (``"val_loss"``, ``"val_accuracy"``, ...) or a
+            ``keras_tuner.Objective``.
+        optimizers: names as in :func:`sample_optimizer`.
+        schedules: schedule names as in :func:`sample_optimizer`.
+        batch_size: for arrays (not tuned).
+        loss, metrics: for ``model.compile``; default: the compiled model's own.
+        factor: successive halving keeps the best ``1 / factor`` at each rung (int >= 2).
+        finder_steps: steps per range test (int >= 3).
+        width: each family's range is the finder's suggestion times ``1 / width`` to
+            ``width`` (> 1).
+        directory, project_name, overwrite, seed: as for KerasTuner's tuners
+            (``directory=None``: the working directory).
+        callbacks: passed to every trial's ``fit``.
+        report_path: folder for the report's ``trials.png``, ``trials.json`` and
+            ``best_optimizer.json``; default: ``directory/project_name``.
+        verbose: 1 prints one line per finished trial and the report's table; 0 nothing.
+
+    Returns:
+        An :class:`AutotuneResult`.
+
+    Raises:
+        ValueError: bad budgets (both, neither, or too small for one trial of ``max_epochs``
+            with the finder's sweeps), an unknown objective or one needing validation data
+            that is not given, unknown optimizers or schedules, or a search in ``directory``
+            laid out for other arguments (pass ``overwrite=True`` or another
+            ``project_name``).
+    """
+    from tfoptim.tuning.hypermodel import OptimizerHyperModel
+    from tfoptim.tuning.report import report as write_report
+
+    started = time.monotonic()
+    if not callable(build_model):
+        raise ValueError(f"`build_model` must be callable. Received: {build_model!r}")
+    if (budget_epochs is None) == (budget_seconds is None):
+        raise ValueError("Pass exactly one of `budget_epochs` and `budget_seconds`.")
+    if budget_epochs is not None and not _is_int(budget_epochs, 1):
+        raise ValueError(f"`budget_epochs` must be an int >= 1. Received: budget_epochs={budget_epochs!r}")
+    if budget_seconds is not None and (
+        isinstance(budget_seconds, bool) or not isinstance(budget_seconds, (int, float))
+        or not budget_seconds > 0
+    ):
+        raise ValueError(f"`budget_seconds` must be > 0. Received: budget_seconds={budget_seconds!r}")
+    if max_epochs is None:
+        if budget_epochs is None:
+            raise ValueError("With `budget_seconds`, pass `max_epochs` (the run length to tune for).")
+        max_epochs = max(1, budget_epochs // 9)
+    if not _is_int(max_epochs, 1):
+        raise ValueError(f"`max_epochs` must be an int >= 1. Received: max_epochs={max_epochs!r}")
+    if not _is_int(factor, 2):
+        raise ValueError(f"`factor` must be an int >= 2. Received: factor={factor!r}")
+    if not _is_int(batch_size, 1):
+        raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
+    if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
+        raise ValueError(f"`validation_split` must be in [0, 1). Received: {validation_split!r}")
+    if verbose not in (0, 1):
+        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+    if not _is_int(finder_steps, 3):
+        raise ValueError(f"`finder_steps` must be an int >= 3. Received: finder_steps={finder_steps!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 1:
+        raise ValueError(f"`width` must be a number > 1. Received: width={width!r}")
+    optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
+    schedules = (schedules,) if isinstance(schedules, str) else tuple(schedules)
+    # Validates the names (and the finder's arguments below) before any training.
+    sampler.sample_optimizer(keras_tuner.HyperParameters(), optimizers=optimizers,
+                             schedules=schedules, total_steps=1)
+    steps_per_epoch = _steps_per_epoch(x, batch_size, validation_split)
+    finder_bound = len(optimizers) * finder_steps / steps_per_epoch
+    if budget_epochs is not None and budget_epochs < max_epochs + finder_bound:
+        raise ValueError(
+            f"`budget_epochs={budget_epochs}` is too small for one trial: a run of "
+            f"max_epochs={max_epochs} and the finder's sweeps ({len(optimizers)} x "
+            f"{finder_steps} steps, up to {finder_bound:.1f} epochs) need at least "
+            f"{math.ceil(max_epochs + finder_bound)}. Raise it, or lower `max_epochs` or "
+            "`finder_steps`."
+        )
+    has_validation = validation_data is not None or validation_split > 0
+    objective = _objective(objective, _metric_names(build_model, loss, metrics, x, y, batch_size),
+                           has_validation)
+
+    directory = os.fspath(directory) if directory is not None else "."
+    project = os.path.join(directory, project_name)
+    if overwrite and os.path.exists(project):
+        shutil.rmtree(project)
+    os.makedirs(project, exist_ok=True)
+    settings = {
+        "optimizers": optimizers, "schedules": list(schedules), "max_epochs": max_epochs,
+        "budget_epochs": budget_epochs, "factor": factor, "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch, "objective": objective.name,
+        "finder_steps": finder_steps, "width": float(width),
+    }
+    state_file = os.path.join(project, _STATE_FILE)
+    if os.path.exists(state_file):
+        with open(state_file) as f:
+            saved = json.load(f)
+        changed = sorted(k for k, v in settings.items() if saved["settings"].get(k) != v)
+        if changed:
+            raise ValueError(
+                f"{project} holds a search with other {', '.join(changed)}: pass the same "
+                "arguments to resume it, `overwrite=True` to start afresh, or another "
+                "`project_name`."
+            )
+        ranges = FinderRanges.from_dict(saved["ranges"])
+    else:
+        ranges = finder_ranges(build_model, x, y, optimizers=optimizers, batch_size=batch_size,
+                               loss=loss, metrics=metrics, num_steps=finder_steps, width=width,
+                               seed=seed)
+        # A worker's ranges only declare its copy of the space (the chief's oracle chooses the
+        # values), so the chief's are the ones kept.
+        if not _distributed_worker():
+            with open(state_file, "w") as f:
+                json.dump({"settings": settings, "ranges": ranges.to_dict()}, f, indent=1)
+    finder_epochs = ranges.total_steps / steps_per_epoch
+    if verbose:
+        print("Learning-rate ranges from the range test: " + ", ".join(
+            f"{n} [{lo:.2g}, {hi:.2g}]" for n, (lo, hi) in ranges.items()), flush=True)
+
+    if budget_epochs is not None:
+        plan = plan_brackets(math.floor(budget_epochs - finder_epochs + 1e-9), max_epochs, factor)
+        deadline = None
+    else:
+        plan = hyperband_brackets(max_epochs, factor) * _SECONDS_ITERATIONS
+        deadline = started + budget_seconds
+
+    hypermodel = OptimizerHyperModel(
+        lambda hp: _call_build(build_model, hp), optimizers=optimizers, learning_rate=dict(ranges),
+        schedules=schedules, batch_sizes=None, loss=loss, metrics=metrics,
+    )
+    oracle = BudgetHyperbandOracle(objective=objective, plan=plan, deadline=deadline, seed=seed)
+    tuner = _Tuner(
+        oracle=oracle, hypermodel=hypermodel, directory=directory, project_name=project_name,
+        overwrite=False,
+        progress=_progress_line(budget_epochs, finder_epochs) if verbose else None,
+        budget=budget_epochs, finder_epochs=finder_epochs, deadline=deadline,
+    )
+    if verbose:
+        done = sum(t.status == "COMPLETED" for t in getattr(tuner.oracle, "trials", {}).values())
+        budget = f"{budget_epochs} epochs" if budget_epochs else f"{budget_seconds:g} s"
+        print(f"Successive halving within {budget}: {len(oracle.plan)} brackets, "
+              f"{plan_cost(oracle.plan)} epochs planned, runs of up to {max_epochs} epochs"
+              + (f"; resuming, {done} trials done" if done else ""), flush=True)
+    fit_kwargs = dict(verbose=0, callbacks=list(callbacks or []))
+    if not _is_dataset(x):
+        fit_kwargs["batch_size"] = batch_size
+    if validation_data is not None:
+        fit_kwargs["validation_data"] = validation_data
+    if validation_split:
+        fit_kwargs["validation_split"] = validation_split
+    tuner.search(x, y, **fit_kwargs)
+
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise RuntimeError(
+            "The search finished no trial within its budget (the finder's sweeps took "
+            f"{time.monotonic() - started:.0f} s): raise `budget_seconds`."
+        )
+    values = best[0].hyperparameters.values
+    epochs = int(values["tuner/epochs"])
+    total_steps = epochs * steps_per_epoch
+    result_report = None
+    if not _distributed_worker():
+        result_report = write_report(tuner, path=report_path or project, total_steps=total_steps,
+                                     print_table=bool(verbose))
+    return AutotuneResult(
+        optimizer=sampler.optimizer_from_values(values, total_steps=total_steps),
+        epochs=epochs,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        values=dict(values),
+        score=float(best[0].score),
+        objective=objective.name,
+        epochs_used=search_epochs(tuner) + finder_epochs,
+        finder_epochs=finder_epochs,
+        ranges=ranges,
+        plan=oracle.plan,
+        report=result_report,
+        tuner=tuner,
+    )

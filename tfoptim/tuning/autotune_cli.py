@@ -1,0 +1,77 @@
+"""``tfoptim autotune``: choose the optimizer, its learning rate and its schedule for a
+built-in problem within a budget of epochs.
+
+The problems are the search benchmark's (``tfoptim.benchmarks.search.PROBLEMS``: the digits
+MLP and CNN), split 60/20/20; the search never sees the test split, on which the best model
+is evaluated at the end. The search lives in ``--output``/search: the same command again
+resumes it (``--overwrite`` starts afresh).
+"""
+
+
+def add_arguments(parser):
+    from tfoptim.benchmarks.search import PROBLEMS
+
+    parser.add_argument("--problem", choices=sorted(PROBLEMS), default="digits_mlp",
+                        help="default: %(default)s")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--budget-epochs", type=int, default=None, metavar="N",
+                        help="the most epochs the search trains, the range tests included "
+                        "(default: 90)")
+    budget.add_argument("--budget-seconds", type=float, default=None, metavar="S",
+                        help="a wall-clock budget instead (needs --max-epochs)")
+    parser.add_argument("--max-epochs", type=int, default=None, metavar="E",
+                        help="the run length to tune for (default: a ninth of the budget)")
+    parser.add_argument("--objective", default="val_loss",
+                        help="val_loss, val_accuracy, loss or accuracy (default: %(default)s)")
+    parser.add_argument("--optimizers", nargs="+", default=None, metavar="NAME",
+                        help="optimizers to choose from (default: adam adamw momentum)")
+    parser.add_argument("--schedules", nargs="+", default=None, metavar="NAME",
+                        help="schedules to choose from (default: constant cosine_decay)")
+    parser.add_argument("--output", default="tfoptim-autotune", metavar="DIR",
+                        help="folder for the search and its report (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh")
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+
+
+def run(args):
+    import keras
+
+    import tfoptim.tuning as tuning
+    from tfoptim.benchmarks import search
+
+    keras.utils.set_random_seed(args.seed)
+    problem = search.PROBLEMS[args.problem]
+    (x, y), validation, (x_test, y_test) = problem.split(args.seed)
+
+    def build():
+        model = problem.model()
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        return model
+
+    budget_epochs = args.budget_epochs
+    if budget_epochs is None and args.budget_seconds is None:
+        budget_epochs = 90
+    extra = {}
+    if args.optimizers:
+        extra["optimizers"] = args.optimizers
+    if args.schedules:
+        extra["schedules"] = args.schedules
+    print(f"Autotuning the optimizer of {args.problem}: {problem.description}.", flush=True)
+    try:
+        result = tuning.autotune(
+            build, x, y, validation_data=validation, budget_epochs=budget_epochs,
+            budget_seconds=args.budget_seconds, max_epochs=args.max_epochs,
+            objective=args.objective, directory=args.output, project_name="search",
+            overwrite=args.overwrite, seed=args.seed, batch_size=search.BATCH_SIZE, **extra,
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    test = result.tuner.get_best_models(1)[0].evaluate(x_test, y_test, verbose=0, return_dict=True)
+    best = result.report.rows[0]
+    print(f"\nBest: {best.optimizer}, learning rate {best.learning_rate:.3g}, schedule "
+          f"{result.values.get('schedule', 'constant')}, {result.epochs} epochs at batch size "
+          f"{result.batch_size}: {result.objective} {result.score:.4f}, test accuracy "
+          f"{test['accuracy']:.4f}.\nEpochs used: {result.epochs_used:.1f} (range tests "
+          f"{result.finder_epochs:.1f}).")
+    return 0
