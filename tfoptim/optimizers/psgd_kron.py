@@ -209,9 +209,10 @@ def hashed_normal(shape, dtype, key, step):
     the same on every backend and machine, the rest to the rounding of ``log``/``cos``, so the
     TensorFlow and JAX backends draw the same probes (their own generators do not)."""
     size = math.prod(shape)
+    # TensorFlow has no uint32 range kernel: the counter is made in int32.
     golden = ops.convert_to_tensor(np.uint32(0x9E3779B9))
     stream = _mix(ops.add(ops.multiply(ops.cast(step, "uint32"), golden), ops.convert_to_tensor(np.uint32(key))))
-    bits = _mix(ops.add(ops.multiply(ops.arange(0, 2 * size, dtype="uint32"), golden), stream))
+    bits = _mix(ops.add(ops.multiply(ops.cast(ops.arange(0, 2 * size, dtype="int32"), "uint32"), golden), stream))
     work = "float64" if dtype == "float64" else "float32"
     top = ops.cast(ops.right_shift(bits, 9), work)
     uniform = ops.multiply(ops.add(ops.multiply(top, 2.0), 1.0), 2.0**-24)
@@ -505,7 +506,8 @@ class PSGDKron(Optimizer):
         def apply_only():
             apply(debiased, [ops.convert_to_tensor(q) for q in factors])
 
-        conditional_update(update, update_and_apply, [variable, *factors], otherwise=apply_only)
+        # iterations keys the probe: on JAX a branch reads only the variables listed.
+        conditional_update(update, update_and_apply, [variable, *factors, self.iterations], otherwise=apply_only)
 
     def get_config(self):
         config = super().get_config()
