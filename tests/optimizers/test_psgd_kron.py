@@ -46,8 +46,12 @@ CONFIGS = {
     "all_diag": dict(learning_rate=0.02, b1=0.0, weight_decay=0.1, memory_save_mode="all_diag"),
 }
 # The same operations in another order (torch's einsum contraction paths against tensordot,
-# a left-sided against a right-sided triangular solve). Measured: see test_matches_kron_torch.
-RTOL = 1e-9
+# a right-sided against a left-sided triangular solve): measured 1.5e-15 at most. all_diag
+# steps without momentum, and near the optimum its clipped steps orbit it and amplify rounding
+# from step 100 on: measured 5.7e-11 at step 200, where TensorFlow's own trajectory compiled
+# by XLA (another rounding order) is 4.9e-10 from the uncompiled one.
+RTOL = 1e-12
+LOOSER_AT_END = {"all_diag": 1e-7}
 
 
 def recorded_probe(step, index, shape):
@@ -95,11 +99,13 @@ def test_manifest_is_this_replay():
 
 @pytest.mark.parametrize("config_id", sorted(CONFIGS))
 def test_matches_kron_torch(config_id):
-    """Every checkpoint to ``RTOL``, and the preconditioner updated at the reference's steps."""
+    """Every checkpoint to ``RTOL`` (the last to ``LOOSER_AT_END``), and the preconditioner
+    updated at the reference's steps."""
     ours, updates = trajectory(config_id)
     assert updates == MANIFEST["configs"][config_id]["update_steps"]
     for step in STEPS:
-        assert_close(ours[step], expected(config_id, step), RTOL)
+        rtol = LOOSER_AT_END.get(config_id, RTOL) if step == STEPS[-1] else RTOL
+        assert_close(ours[step], expected(config_id, step), rtol)
 
 
 def test_schedule_is_kron_torchs():
@@ -168,27 +174,29 @@ def numpy_hashed_normal(shape, key, step):
 
     size = int(np.prod(shape))
     stream = mix(np.uint64((step * 0x9E3779B9 + key) & mask))
-    bits = mix((np.arange(2 * size, dtype=np.uint64) * 0x9E3779B9 + stream) & mask)
-    uniform = (2.0 * (bits >> 9).astype(np.float64) + 1.0) / 2**24
-    return (np.sqrt(-2.0 * np.log(uniform[:size])) * np.cos(2 * np.pi * uniform[size:])).reshape(shape)
+    bits = mix((np.arange(6 * size, dtype=np.uint64) * 0x9E3779B9 + stream) & mask).reshape(6, size)
+    uniforms = np.concatenate([bits & 0xFFFF, bits >> 16]).astype(np.float64)
+    return (np.sum((uniforms + 0.5) / 2**16, axis=0) - 6).reshape(shape)
 
 
 @pytest.mark.parametrize("key, step", [(0, 0), (12345, 7), (2**32 - 1, 10**6)])
-def test_hashed_normal_follows_numpy(key, step):
-    """The same counter hash as a NumPy restatement, to the rounding of ``log``/``cos``."""
-    ours = ops.convert_to_numpy(hashed_normal((3, 5, 7), "float64", key, ops.convert_to_tensor(step, "int64")))
-    np.testing.assert_allclose(ours, numpy_hashed_normal((3, 5, 7), key, step), rtol=1e-13, atol=1e-14)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hashed_normal_follows_numpy(key, step, dtype):
+    """The same numbers as a NumPy restatement, bit for bit (integer arithmetic)."""
+    ours = ops.convert_to_numpy(hashed_normal((3, 5, 7), dtype, key, ops.convert_to_tensor(step, "int64")))
+    np.testing.assert_array_equal(ours, numpy_hashed_normal((3, 5, 7), key, step).astype(dtype))
 
 
-def test_hashed_normal_is_standard_normal():
-    """Mean, variance, fourth moment and the correlation of neighbours of 200,000 draws, each
-    within four standard errors of a standard normal's."""
-    x = ops.convert_to_numpy(hashed_normal((200000,), "float32", 3, ops.convert_to_tensor(5, "int64"))).astype(np.float64)
+def test_hashed_normal_has_unit_variance():
+    """Mean, variance, fourth moment (Irwin-Hall's 2.9) and the correlation of neighbours of
+    200,000 draws, each within four standard errors."""
+    x = ops.convert_to_numpy(hashed_normal((200000,), "float64", 3, ops.convert_to_tensor(5, "int64")))
     n = x.size
     assert abs(x.mean()) < 4 / np.sqrt(n)
-    assert abs(x.var() - 1) < 4 * np.sqrt(2 / n)
-    assert abs(np.mean(x**4) - 3) < 4 * np.sqrt(96 / n)
+    assert abs(x.var() - 1) < 4 * np.sqrt(1.9 / n)
+    assert abs(np.mean(x**4) - 2.9) < 4 * np.sqrt(96 / n)
     assert abs(np.mean(x[1:] * x[:-1])) < 4 / np.sqrt(n)
+    assert np.max(np.abs(x)) <= 6
 
 
 def test_schedule_round_trips_through_config():

@@ -105,6 +105,17 @@ def diagonal_dimensions(shape, max_size_triangular, min_ndim_triangular, memory_
     ]
 
 
+def _mean(x):
+    """The mean of every element, as a sum over the count: Keras's JAX ``mean`` (and
+    ``norm``) of float64 round through float32."""
+    return ops.divide(ops.sum(x), math.prod(x.shape))
+
+
+def _norm(x):
+    """The Euclidean norm of a vector (see :func:`_mean`)."""
+    return ops.sqrt(ops.sum(ops.square(x)))
+
+
 def _along_each_dimension(x, factors, matrix_op, vector_op):
     """Applies one operation per dimension: ``matrix_op(x, Q)`` or ``vector_op(x, q)`` on
     ``x`` with that dimension first, each returning it last, so after every dimension the
@@ -149,8 +160,8 @@ def norm_lower_bound(a, max_abs):
     a = ops.divide(a, max_abs)
     column = ops.argmax(ops.sum(ops.multiply(a, a), axis=0))
     x = ops.matmul(ops.take(a, column, axis=1), a)
-    x = ops.divide(x, ops.norm(x))
-    return ops.multiply(ops.norm(ops.matmul(a, x)), max_abs)
+    x = ops.divide(x, _norm(x))
+    return ops.multiply(_norm(ops.matmul(a, x)), max_abs)
 
 
 def updated_factors(factors, g, v, precond_lr, tiny):
@@ -188,7 +199,7 @@ def balanced(factors, balance):
     """The factors rescaled so their largest entries are all the geometric mean of those
     (their Kronecker product unchanged), where ``balance`` holds (kron_torch's ``_balance_Q``)."""
     norms = ops.stack([ops.max(ops.abs(q)) for q in factors])
-    mean = ops.exp(ops.mean(ops.log(norms)))
+    mean = ops.exp(_mean(ops.log(norms)))
     scales = ops.where(balance, ops.divide(mean, norms), ops.ones_like(norms))
     return [ops.multiply(q, scales[i]) for i, q in enumerate(factors)]
 
@@ -203,21 +214,25 @@ def _mix(x):
 
 
 def hashed_normal(shape, dtype, key, step):
-    """Standard normal numbers of ``shape``, a pure function of ``(key, step)``: two uniforms
-    per number, ``(2 b + 1) / 2**24`` from the top 23 bits ``b`` of a hashed counter, through
-    Box-Muller (``sqrt(-2 log u_1) cos(2 pi u_2)``, tails cut at 5.8). The integer part is
-    the same on every backend and machine, the rest to the rounding of ``log``/``cos``, so the
-    TensorFlow and JAX backends draw the same probes (their own generators do not)."""
+    """Numbers of zero mean and unit variance, of ``shape``, a pure function of ``(key,
+    step)``: each is the sum of twelve uniforms minus 6 (Irwin-Hall: within +-6, excess
+    kurtosis -0.1), the uniforms ``(k + 1/2) / 2**16`` from the halves of six hashed counters.
+    Integer arithmetic up to one exact conversion, so every backend, compiler and machine draws
+    the same numbers (TensorFlow's and JAX's own generators differ, and XLA's float64
+    ``log``/``cos`` on the CPU are not correctly rounded, which rules out Box-Muller)."""
     size = math.prod(shape)
-    # TensorFlow has no uint32 range kernel: the counter is made in int32.
     golden = ops.convert_to_tensor(np.uint32(0x9E3779B9))
     stream = _mix(ops.add(ops.multiply(ops.cast(step, "uint32"), golden), ops.convert_to_tensor(np.uint32(key))))
-    bits = _mix(ops.add(ops.multiply(ops.cast(ops.arange(0, 2 * size, dtype="int32"), "uint32"), golden), stream))
+    # TensorFlow has no uint32 range kernel: the counter is made in int32.
+    counter = ops.cast(ops.arange(0, 6 * size, dtype="int32"), "uint32")
+    bits = _mix(ops.add(ops.multiply(counter, golden), stream))
+    low = ops.bitwise_and(bits, ops.convert_to_tensor(np.uint32(0xFFFF)))
+    halves = ops.add(ops.cast(low, "int32"), ops.cast(ops.right_shift(bits, 16), "int32"))
+    total = ops.sum(ops.reshape(halves, (6, size)), axis=0)  # < 12 * 2**16: exact
+    # sum of (2 k + 1) / 2**17, minus 6, in units of 2**-17.
+    centred = ops.subtract(ops.multiply(total, 2), 6 * 2**17 - 12)
     work = "float64" if dtype == "float64" else "float32"
-    top = ops.cast(ops.right_shift(bits, 9), work)
-    uniform = ops.multiply(ops.add(ops.multiply(top, 2.0), 1.0), 2.0**-24)
-    radius = ops.sqrt(ops.multiply(ops.log(uniform[:size]), -2.0))
-    normal = ops.multiply(radius, ops.cos(ops.multiply(uniform[size:], 2 * math.pi)))
+    normal = ops.multiply(ops.cast(centred, work), 2.0**-17)
     return ops.cast(ops.reshape(normal, shape), dtype)
 
 
@@ -302,8 +317,9 @@ class PSGDKron(Optimizer):
 
     **Randomness.** The probe ``V`` is a stateless draw keyed on ``(seed, the variable's
     index, optimizer.iterations)`` (:meth:`probe`, :func:`hashed_normal`): the same on every
-    replica, after a ``.keras`` resume, on both Keras backends and on every run; no random
-    state is kept. The
+    replica, after a ``.keras`` resume, on both Keras backends, with or without XLA, and on
+    every run; no random state is kept. Its entries are independent with zero mean and unit
+    variance (an Irwin-Hall sum, not a Gaussian: the fit needs only ``E[V V^T] = I``). The
     reference draws ``torch.randn_like``, so no run matches it value for value: it is
     compared through :meth:`probe`, which its tests override to replay the probes recorded
     with the reference (``tests/fixtures/record_psgd_kron.py``); the schedule and
@@ -477,7 +493,7 @@ class PSGDKron(Optimizer):
 
         def apply(direction, values):
             direction = preconditioned(direction, values)
-            rms = ops.sqrt(ops.mean(ops.square(direction)))
+            rms = ops.sqrt(_mean(ops.square(direction)))
             direction = ops.multiply(direction, ops.minimum(1.0, ops.divide(1.1, ops.add(rms, 1e-12))))
             direction = ops.reshape(direction, variable.shape)
             if self.weight_decay and len(variable.shape) >= 2 and self._use_weight_decay(variable):
@@ -490,7 +506,7 @@ class PSGDKron(Optimizer):
             if not self.momentum_into_precond_update:
                 target = ops.reshape(ops.cast(gradient, precond_dtype), shape)
             probe = self.probe(index, shape, precond_dtype)
-            scale = ops.multiply(ops.sqrt(ops.convert_to_tensor(FLOAT32_EPS, precond_dtype)), ops.mean(ops.abs(target)))
+            scale = ops.multiply(ops.sqrt(ops.convert_to_tensor(FLOAT32_EPS, precond_dtype)), _mean(ops.abs(target)))
             target = ops.add(target, ops.multiply(scale, probe))
             current = [ops.convert_to_tensor(q) for q in factors]
             if len(shape) > 1:
