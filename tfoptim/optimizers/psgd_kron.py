@@ -267,8 +267,10 @@ def _check_probability(value):
 
 @keras.saving.register_keras_serializable(package="tfoptim")
 class PSGDKron(Optimizer):
-    """PSGD Kron: momentum preconditioned by a learned Kronecker product of triangular (or
-    diagonal) factors.
+    """PSGD Kron: momentum preconditioned by a learned Kronecker product of triangular factors.
+
+    Xi-Lin Li's preconditioned SGD, each factor fitted online to the gradients (diagonal
+    factors where a triangular one would be too large).
 
     **The preconditioner.** Each variable, seen in its merged shape (``merge_dims``: a kernel
     of rank > 2 as the matrix ``(prod(shape[:-1]), shape[-1])``, the reference's rule, on
