@@ -47,6 +47,7 @@ CASES = {
     "muon_keras_polar_express": ("Muon", dict(learning_rate=0.01, convention="keras", ns_coefficients="polar_express",
                                               adjust_lr_fn="match_rms_adamw", weight_decay=0.004)),
     "normuon": ("NorMuon", dict(exclude_output_head=False)),
+    "psgd_kron": ("PSGDKron", dict(learning_rate=0.01, weight_decay=0.01, preconditioner_update_probability=0.5)),
     "schedule_free_sgd": ("ScheduleFreeSGD", dict(learning_rate=0.1, warmup_steps=10)),
     "lookahead": ("Lookahead", dict(optimizer=("Adam", dict(learning_rate=0.01)), sync_period=5)),
     "swa": ("SWA", dict(optimizer=("SGD", dict(learning_rate=0.05, momentum=0.875)),

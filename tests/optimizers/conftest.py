@@ -40,6 +40,7 @@ OPTIMIZERS = {
     "SOAP": lambda: to.SOAP(0.01, max_precond_dim=8),
     "Muon": lambda: to.Muon(0.02, weight_decay=0.01, ns_coefficients="polar_express"),
     "NorMuon": lambda: to.NorMuon(0.02, adam_lr_ratio=0.5),
+    "PSGDKron": lambda: to.PSGDKron(0.01, weight_decay=0.01, preconditioner_update_probability=0.5),
     "torch.SGD": lambda: torch.SGD(lr=0.02, momentum=0.9, dampening=0.1, weight_decay=0.01),
     "tf1.RMSPropOptimizer": lambda: tf1.RMSPropOptimizer(0.005, momentum=0.5),
 }

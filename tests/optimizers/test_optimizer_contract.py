@@ -19,7 +19,7 @@ KERAS_COMMON = {
 BASE_ARGUMENTS = {"coupled_weight_decay", "skip_nonfinite", "exact_hyperparameters", "fast_path"}
 CLASSES = [to.GradientDescent, to.SGD, to.DynamicGradientDescent, to.Adagrad, to.RMSprop, to.Adam, to.AdamW,
            to.COCOB, to.LARS, to.LazyAdam, to.ProximalAdagrad, to.RAdam, to.AdaBelief, to.Yogi, to.NovoGrad,
-           to.SOAP, to.Lion, to.Muon, to.NorMuon]
+           to.SOAP, to.Lion, to.Muon, to.NorMuon, to.PSGDKron]
 
 # SOAP steps along the eigenvectors of each kernel's float32 gradient statistic. In ``mlp`` the
 # first kernel's 8x8 statistic has its two smallest eigenvalues 2.4e-4 apart against a largest

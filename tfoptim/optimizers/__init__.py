@@ -26,6 +26,7 @@ from tfoptim.optimizers.muon import Muon
 from tfoptim.optimizers.normuon import NorMuon
 from tfoptim.optimizers.novograd import NovoGrad
 from tfoptim.optimizers.prodigy import Prodigy
+from tfoptim.optimizers.psgd_kron import PSGDKron
 from tfoptim.optimizers.proximal_adagrad import ProximalAdagrad
 from tfoptim.optimizers.radam import RAdam
 from tfoptim.optimizers.rmsprop import RMSprop
@@ -63,6 +64,7 @@ __all__ = [
     "NorMuon",
     "NovoGrad",
     "Optimizer",
+    "PSGDKron",
     "Prodigy",
     "ProximalAdagrad",
     "RAdam",
