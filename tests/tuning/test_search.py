@@ -77,6 +77,7 @@ def test_hyperband_with_the_batch_size_tuning_fit(digits, tmp_path):
     assert any(t.hyperparameters.values.get("tuner/initial_epoch", 0) > 0 for t in trials)
 
 
+@pytest.mark.slow
 def test_bayesian_search_report_and_best_optimizer(digits, tmp_path, capsys):
     x, y, x_val, y_val = digits
     keras.utils.set_random_seed(0)
