@@ -105,3 +105,34 @@ def _split_workloads(args):
             raise SystemExit(f"unknown workload {name!r}{hint}; choose from {known}")
     end_to_end = [w for w in args.workloads if w in e2e_names]
     return [w for w in args.workloads if w not in e2e_names], end_to_end or None
+
+
+def run_search(args):
+    from tfoptim.benchmarks import search
+
+    results = search.run_search_benchmark(seeds=args.seeds, trials=args.trials, epochs=args.epochs)
+    summary = search.write(results, search.machine_info(), args.output)
+    print(search.format_table(summary))
+    print(f"wrote {Path(args.output) / 'search.json'} and {Path(args.output) / 'search.png'}")
+
+
+def run_convergence(args):
+    from tfoptim.benchmarks import convergence, problems
+
+    for name in args.problems or []:
+        if name not in problems.PROBLEMS:
+            raise SystemExit(f"unknown problem {name!r}; choose from {list(problems.PROBLEMS)}")
+    if args.sweep is not None and min(args.sweep) <= 0:
+        raise SystemExit("--sweep factors must be > 0")
+    try:
+        payload = convergence.run_benchmark(
+            optimizers=args.optimizers, problems=args.problems, seeds=args.seeds, sweep=args.sweep,
+            quick=args.quick, progress=not args.no_progress,
+            reuse=Path(args.output) / "results.json" if args.reuse else None,
+            checkpoint=Path(args.output) / "results.json",
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    print(convergence.format_table(payload))
+    convergence.write(payload, args.output)
+    print(f"wrote {Path(args.output) / 'results.json'}, results.md, profile.png and curves_*.png")

@@ -432,7 +432,7 @@ def measure_e2e(name, workload, mode, rounds, size="full", fast_path=True):
     if backend() != "tensorflow":
         raise ValueError(f"the end-to-end workloads run on Keras's TensorFlow backend, not {backend()!r}")
     if mode not in modes_available():
-        raise ValueError(f"mode {mode!r} does not exist on Keras's {backend()} backend; choose from {modes_available()}")
+        raise ValueError(f"mode {mode!r} does not exist; choose from {modes_available()}")
     make_ours, make_keras, _ = twins(fast_path)[name]
     spec = get_workload(workload)
     data = spec.data(size, seed=0)
@@ -516,7 +516,8 @@ def run_e2e(optimizers=None, workloads=None, modes=None, rounds=7, quick=False, 
 
     jobs = e2e_jobs(optimizers or list(twins()), workloads or list(all_workloads()), modes or modes_available())
     size = "quick" if quick else "full"
-    return [measure_e2e(o, w, m, rounds, size, fast_path) for o, w, m in tqdm(jobs, desc="bench e2e", disable=not progress)]
+    bar = tqdm(jobs, desc="bench e2e", disable=not progress)
+    return [measure_e2e(o, w, m, rounds, size, fast_path) for o, w, m in bar]
 
 
 def _parameters(workload):

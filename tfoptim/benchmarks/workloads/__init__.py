@@ -15,8 +15,9 @@ offline and deterministically from what every installation already has:
 Each comes in three sizes (:data:`SIZES`):
 
 * ``"full"``: the model as described, on all of its data.
-* ``"sweep"``: a reduced model of the same kind (fewer layers or narrower, shorter context),
-  sized for the many short runs of a learning-rate sweep on a small CPU.
+* ``"sweep"``: a reduced model of the same kind (``gpt``: 2 blocks x 128 wide, context 64;
+  ``resnet``: ResNet-8, 8 to 32 channels; ``recsys``: 100,000 items), sized for the many short
+  runs of a learning-rate sweep on a two-core CPU.
 * ``"quick"``: the full model's shape (the same layers, parameters and variables) on a few
   small batches: a smoke run, and what ``tfoptim bench speed --e2e --quick`` times.
 
@@ -27,6 +28,17 @@ a run's randomness should draw: the order of the training examples (and, for ``g
 training windows start; for ``recsys``, which interactions are sampled; for ``resnet``, the
 augmentation). ``workload.build_model(size, seed)`` seeds Keras's global generator with
 ``keras.utils.set_random_seed(seed)`` before building, so the initial weights follow ``seed``.
+
+Usage::
+
+    from tfoptim.benchmarks.workloads import get_workload
+    from tfoptim.optimizers import Adam
+
+    workload = get_workload("gpt")
+    data = workload.data("sweep", seed=0)
+    model = workload.compile(workload.build_model("sweep", seed=0), Adam(3e-3))
+    model.fit(data.train().take(300), epochs=1, shuffle=False)
+    workload.evaluate(model, data)  # {"val_bits_per_byte": ..., "val_loss": ...}
 
 **Targets and step budgets are provisional.** Each size carries ``target`` and ``steps``
 fields for the convergence benchmark; they are ``None`` until that suite has been run on

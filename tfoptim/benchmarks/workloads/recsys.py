@@ -1,6 +1,7 @@
 """``recsys``: a two-tower recommender with a million-row item embedding, on planted preferences.
 
-**Data**: ``users`` users and ``items`` items (1,000,000). Each interaction draws a user
+**Data**: ``users`` users (1,000) and ``items`` items (1,000,000; 100,000 at the sweep size,
+where a dense optimizer's step over a million rows would cost most of the sweep). Each interaction draws a user
 uniformly and an item from a Zipf law of exponent :data:`ZIPF_EXPONENT` over the items'
 popularity ranks (``P(rank k) ~ k**-1.1``, truncated at ``items``), ranks mapped to item ids by
 a fixed random permutation so popularity is not the id order. The label is a click drawn from
@@ -12,13 +13,13 @@ validation interactions are the same in every run. ``data.info`` reports the val
 log-loss and AUC of the planted probabilities themselves: what a model that recovered the
 preference exactly would score, the floor no model can beat on average.
 
-**Model**: two towers over ``keras.layers.Embedding`` lookups, a user table ``(users, width)``
-and an item table ``(items, width)`` (1,000,000 x 32 at every size: the table is the point),
-each followed by ``Dense(hidden, relu)`` and ``Dense(width)``; the logit is a dense layer over
-the towers' element-wise product (a weighted dot product plus a bias). On TensorFlow an
-embedding lookup's gradient is a ``tf.IndexedSlices`` over the rows in the batch, so
-optimizers with a sparse path (``LazyAdam``) touch only those rows, while Keras's Adam updates
-the whole table every step.
+**Model**: two towers over embedding lookups (:class:`RowEmbedding`), a user table ``(users,
+width)`` and an item table ``(items, width)``, 1,000,000 x 32 at the full and quick sizes, each
+followed by ``Dense(hidden, relu)`` and ``Dense(width)``; the logit is a dense layer over the
+towers' element-wise product (a weighted dot product plus a bias). On TensorFlow an embedding
+lookup's gradient is a ``tf.IndexedSlices`` over the rows in the batch, so optimizers with a
+sparse path (``LazyAdam``) can touch only those rows, while Keras's Adam updates the whole
+table every step.
 
 **Metric**: validation log-loss (binary cross-entropy); ``auc`` is reported next to it
 (``keras.metrics.AUC``: a 200-threshold approximation).
@@ -139,7 +140,7 @@ WORKLOAD = Workload(
             model=dict(items=100_000),
             data=dict(items=100_000, batch_size=1024, train_examples=262_144, validation_examples=32_768),
         ),
-        "quick": Size(model=dict(), data=dict(batch_size=1024, train_examples=4096, validation_examples=2048)),
+        "quick": Size(model=dict(), data=dict(batch_size=1024, train_examples=2048, validation_examples=2048)),
     },
     make_model=make_model,
     make_data=make_data,
