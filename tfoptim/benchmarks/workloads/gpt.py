@@ -72,7 +72,7 @@ def _docstrings(source):
 def documents():
     """``((name, text), ...)``: the pydoc topics, then one document per standard-library file.
 
-    Built once per process (parsing the standard library takes a few seconds)."""
+    Built once per process: parsing the standard library is most of the cost of the data."""
     from pydoc_data.topics import topics
 
     found = [(f"pydoc:{key}", topics[key]) for key in sorted(topics)]
