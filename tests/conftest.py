@@ -2,6 +2,10 @@
 
 The CPU is split into two logical devices before TensorFlow starts, so that
 ``MirroredStrategy`` tests have two replicas on a machine without GPUs.
+
+Two tiers: ``python -m pytest`` leaves out the tests marked ``slow`` and ``python -m pytest -m slow``
+runs exactly those (CI runs both). A test marked ``matrix`` repeats an end-to-end check for every
+optimizer; the default run keeps it for ``MATRIX_REPRESENTATIVES`` and the rest is ``slow``.
 """
 
 import os
@@ -18,6 +22,24 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+
+#: The optimizers a ``matrix`` test runs on by default: an adaptive rule on the fast path (Adam),
+#: momentum SGD, a wrapper stepping an inner optimizer (Lookahead), and a rule whose step size is
+#: one scalar estimated from all the variables (Prodigy: a reduction that a strategy must get right).
+MATRIX_REPRESENTATIVES = {"Adam", "SGD", "Lookahead", "Prodigy"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marker = item.get_closest_marker("matrix")
+        if marker is None:
+            continue
+        # ``@pytest.mark.matrix("argument")``: the argument holding the optimizer (a name or a class).
+        optimizer = item.callspec.params[marker.args[0]]
+        if getattr(optimizer, "__name__", optimizer) not in MATRIX_REPRESENTATIVES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

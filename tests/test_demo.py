@@ -39,6 +39,16 @@ def test_demo_converges_to_the_least_squares_answer():
     assert losses[-1] == pytest.approx(optimum, rel=1e-4)
 
 
+def test_every_optimizer_is_in_exactly_one_family():
+    from tfoptim.catalog import FAMILIES, family, optimizers
+
+    members = [name for names in FAMILIES.values() for name in names]
+    assert sorted(members) == sorted(optimizers())
+    assert family(optimizers()["Lookahead"]) == "wrappers"
+    with pytest.raises(ValueError, match="no family"):
+        family(int)
+
+
 def test_steps_to_converge():
     assert demo.steps_to_converge(np.array([5.0, 2.0, 1.02, 1.005, 1.0]), 1.0) == 3
     assert demo.steps_to_converge(np.array([5.0, 2.0]), 1.0) is None

@@ -24,6 +24,31 @@ def optimizers():
     }
 
 
+#: The optimizers by family, in reading order; ``family`` looks a class up here.
+FAMILIES = {
+    # Steps proportional to the gradient (with momentum, or a decaying rate).
+    "classical": ("GradientDescent", "SGD", "DynamicGradientDescent"),
+    # Per-coordinate step sizes from running moments: the rules Keras 3 has too.
+    "adaptive": ("Adagrad", "RMSprop", "Adam", "AdamW", "Lion"),
+    # TensorFlow Addons' optimizers, which have no Keras 3 release.
+    "TF Addons successors": ("RAdam", "AdaBelief", "Yogi", "NovoGrad", "LARS", "LazyAdam", "ProximalAdagrad"),
+    "today's methods": ("Adan", "MADGRAD", "AdEMAMix", "ADOPT", "SOAP", "Muon", "NorMuon", "ScheduleFreeSGD"),
+    # The step size is estimated (D-Adaptation, Prodigy) or bet (COCOB), not tuned.
+    "learning-rate-free": ("Prodigy", "DAdaptAdam", "COCOB"),
+    # Around any other optimizer.
+    "wrappers": ("Lookahead", "SWA"),
+}
+
+
+def family(cls):
+    """The family (a key of ``FAMILIES``) of an optimizer class or instance."""
+    name = cls.__name__ if isinstance(cls, type) else type(cls).__name__
+    for family_name, members in FAMILIES.items():
+        if name in members:
+            return family_name
+    raise ValueError(f"{name} is in no family of tfoptim.catalog.FAMILIES")
+
+
 def describe(cls):
     """``(summary, reference)`` read from the class docstring."""
     doc = inspect.cleandoc(cls.__doc__ or "")

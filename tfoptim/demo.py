@@ -4,7 +4,8 @@ The document's TF1 example fits ``y = 2x + 1 + u``, ``u ~ U[0, 1)``, on 100 poin
 multiplies the input by a hard-coded 2 and learns only a scale. Here both the weight and the
 bias are learned (the least-squares answer is about ``w = 2, b = 1.5``: the noise has mean 0.5),
 with full-batch gradient steps, and each optimizer is judged against the exact least-squares
-optimum: how many steps until its loss is within 1% of it.
+optimum: how many steps until its loss is within 1% of it. The picture has one panel per
+optimizer family (``tfoptim.catalog.FAMILIES``) and every optimizer ranked by that count.
 """
 
 import json
@@ -65,6 +66,9 @@ def demo_optimizers():
         "Yogi": lambda: to.Yogi(0.05),
         "NovoGrad": lambda: to.NovoGrad(0.1),
         "SOAP": lambda: to.SOAP(0.05),
+        # The 1x1 weight is the model's output head: the AdamW fallback steps everything.
+        "Muon": lambda: to.Muon(0.05, weight_decay=1e-4),
+        "NorMuon": lambda: to.NorMuon(0.05, adam_lr_ratio=1.0),
     }
 
 
@@ -111,9 +115,11 @@ def run_demo(steps=DEFAULT_STEPS, output=None, progress=True):
     """Runs every optimizer; returns the list of result records (and writes files if asked)."""
     from tqdm import tqdm
 
+    from tfoptim.catalog import family
+
     x, y = make_data()
     best_weight, best_bias, optimum = least_squares(x, y)
-    records, curves = [], {}
+    records, curves, families = [], {}, {}
     names = demo_optimizers()
     for name, make in tqdm(names.items(), desc="optimizers", disable=not progress, leave=False):
         optimizer = make()
@@ -121,9 +127,11 @@ def run_demo(steps=DEFAULT_STEPS, output=None, progress=True):
         losses, weight, bias = fit_linear(optimizer, x, y, steps)
         seconds = time.perf_counter() - start
         curves[name] = losses
+        families[name] = family(optimizer)
         records.append(
             {
                 "optimizer": name,
+                "family": families[name],
                 "config": optimizer.get_config() | {"learning_rate": _rate(optimizer)},
                 "final_loss": float(losses[-1]),
                 "weight": weight,
@@ -142,7 +150,7 @@ def run_demo(steps=DEFAULT_STEPS, output=None, progress=True):
         output.mkdir(parents=True, exist_ok=True)
         (output / "results.json").write_text(json.dumps(records, indent=2, default=str))
         (output / "summary.json").write_text(json.dumps(summary, indent=2))
-        plot_curves(curves, optimum, output / "loss_curves.png")
+        plot_curves(curves, families, optimum, output / "loss_curves.png")
     return records, summary
 
 
@@ -153,29 +161,95 @@ def _rate(optimizer):
     return rate if isinstance(rate, float) else str(rate)
 
 
-def plot_curves(curves, optimum, path):
+def plot_curves(curves, families, optimum, path):
+    """Small multiples, one panel per family (``tfoptim.catalog.FAMILIES``), of each optimizer's
+    excess loss over the optimum, and below them every optimizer ranked by steps to 1%.
+
+    ``curves``: name -> losses; ``families``: name -> family. Sized to be read at 900 px wide.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # Left: the loss itself. Right: its excess over the optimum, where the rates differ visibly,
-    # clipped at float32's resolution of the loss (below it the difference is rounding).
+    from tfoptim.catalog import FAMILIES
+
+    order = [f for f in FAMILIES if f in families.values()]
+    family_colour = dict(zip(order, plt.get_cmap("Dark2").colors))
+    # The excess over the optimum is where the rates differ visibly; it is clipped at float32's
+    # resolution of the loss (below it the difference is rounding).
     floor = float(np.finfo(np.float32).eps) * optimum
-    fig, (ax_loss, ax_excess) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
-    for name, losses in curves.items():
-        steps = np.arange(len(losses))
-        ax_loss.plot(steps, losses, label=name, linewidth=1.2)
-        ax_excess.plot(steps, np.maximum(losses - optimum, floor), label=name, linewidth=1.2)
-    ax_loss.axhline(optimum, color="black", linestyle="--", linewidth=0.8, label="least-squares optimum")
-    ax_excess.axhline(0.01 * optimum, color="black", linestyle=":", linewidth=0.8, label="1% of the optimum")
-    for ax, label in ((ax_loss, "mean squared error"), (ax_excess, "loss - least-squares optimum")):
+    target = 0.01 * optimum
+    rows = -(-len(order) // 2)
+    reached = {name: steps_to_converge(losses, optimum) for name, losses in curves.items()}
+    # Fastest first; those that never come within 1% last.
+    ranked = sorted(curves, key=lambda name: (reached[name] is None, reached[name] or 0, name))
+    # Fixed margins in inches (a layout engine would double the drawing time): the title above,
+    # tick labels at the left (the optimizers' names for the ranking), axis labels below.
+    width, top, panel, gap, rank_height = 9, 0.75, 1.9, 0.55, 0.19 * len(ranked)
+    panels_bottom = top + rows * panel + (rows - 1) * gap
+    height = panels_bottom + 0.75 + rank_height + 0.5
+    fig = plt.figure(figsize=(width, height), dpi=100)
+    grid = fig.add_gridspec(
+        rows,
+        2,
+        left=0.75 / width,
+        right=1 - 0.1 / width,
+        top=1 - top / height,
+        bottom=1 - panels_bottom / height,
+        hspace=gap / panel,
+        wspace=0.05,
+    )
+    ax_rank = fig.add_axes((1.75 / width, 0.5 / height, 1 - 1.85 / width, rank_height / height))
+    first = None
+    for index, family_name in enumerate(order):
+        ax = fig.add_subplot(grid[index // 2, index % 2], sharex=first, sharey=first)
+        first = first or ax
+        members = [n for n in curves if families[n] == family_name]
+        for line, name in enumerate(members):
+            losses = curves[name]
+            # Step 0 is everyone's shared start; a log step axis needs it left out.
+            steps = np.arange(1, len(losses))
+            # Alternate dashes so that coinciding curves (Adam and AdamW here) both show.
+            style = "-" if line % 2 == 0 else "--"
+            ax.plot(steps, np.maximum(losses[1:] - optimum, floor), style, label=name, linewidth=1.4)
+        ax.axhline(target, color="black", linestyle=":", linewidth=0.9)
+        ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-    fig.suptitle("y = 2x + 1 + U[0,1), full-batch steps")
-    ax_excess.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_title(family_name, fontsize=10, color=family_colour[family_name], fontweight="bold")
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7, loc="lower left", frameon=True, framealpha=0.85, handlelength=1.5)
+        if index % 2:
+            ax.tick_params(labelleft=False)
+        else:
+            ax.set_ylabel("loss − optimum", fontsize=8)
+        if index + 2 >= len(order):  # the lowest panel of its column
+            ax.set_xlabel("step", fontsize=8)
+    position = np.arange(len(ranked))
+    lengths = [reached[name] or 0 for name in ranked]
+    ax_rank.barh(position, lengths, color=[family_colour[families[n]] for n in ranked], height=0.7)
+    for y, name in zip(position, ranked):
+        steps = reached[name]
+        label = f" {steps}" if steps is not None else f" not reached in {len(curves[name]) - 1} steps"
+        ax_rank.text(steps or 0, y, label, va="center", fontsize=7)
+    ax_rank.set_yticks(position, ranked, fontsize=8)
+    ax_rank.set_ylim(len(ranked) - 0.5, -0.5)  # fastest at the top
+    ax_rank.set_xlabel("steps until the loss is within 1% of the optimum (fewer is faster)", fontsize=8)
+    ax_rank.tick_params(axis="x", labelsize=8)
+    ax_rank.spines[["top", "right"]].set_visible(False)
+    ax_rank.legend(
+        handles=[plt.Rectangle((0, 0), 1, 1, color=family_colour[f]) for f in order],
+        labels=order,
+        fontsize=7,
+        loc="upper right",
+        title="family",
+        title_fontsize=7,
+    )
+    fig.suptitle(
+        "y = 2x + 1 + U[0,1), full-batch steps: loss above the least-squares optimum (dotted: 1% of it)",
+        fontsize=10,
+        y=1 - 0.15 / height,
+    )
     fig.savefig(path)
     plt.close(fig)
 

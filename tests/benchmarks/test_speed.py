@@ -46,6 +46,7 @@ def test_rules_stepped_by_a_training_kernel_are_named():
     assert speed.kernel_stepped(["Adam"]) == ["none here"]
 
 
+@pytest.mark.slow
 def test_bench_speed_command_writes_json_and_plot(tmp_path, capsys):
     cli.main(
         ["bench", "speed", "--quick", "--rounds", "1", "--optimizers", "Adam",
@@ -64,6 +65,7 @@ def test_bench_speed_command_writes_json_and_plot(tmp_path, capsys):
     assert "ratio" in out and "model.fit on digits" in out
 
 
+@pytest.mark.slow
 def test_bench_speed_runs_on_keras_jax_backend(tmp_path):
     """The GPU run's command: Keras on JAX, one mode (xla), stateless_apply under jax.jit."""
     env = {**os.environ, "KERAS_BACKEND": "jax"}

@@ -36,6 +36,7 @@ def _optimizers():
     return found
 
 
+@pytest.mark.matrix("optimizer_class")
 @pytest.mark.parametrize("optimizer_class", _optimizers())
 def test_callbacks_with_every_optimizer(tmp_path, regression, optimizer_class):
     x, y, _, _ = regression

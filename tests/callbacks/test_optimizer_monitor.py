@@ -81,6 +81,7 @@ def test_figures_come_from_the_real_step(regression, wrapper):
     assert "apply" not in vars(model.optimizer), "the hook outlived training"
 
 
+@pytest.mark.slow
 def test_under_mirrored_strategy_the_norm_is_of_the_global_batch(regression, two_cpu_strategy):
     x, y, _, _ = regression
     x, y = x[:64], y[:64]

@@ -33,6 +33,7 @@ def _decay():
     return keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=20, decay_rate=0.7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distributed", [False, True], ids=["one_device", "mirrored"])
 def test_train_save_load_and_train_on(tmp_path, digits, digits_model, two_cpu_strategy,
                                       distributed):

@@ -466,9 +466,12 @@ def test_two_pass_rule_fuses_its_whole_step(make):
         slow = run(make(fast_path=False), (1, 100), shapes=MIXED_SHAPES)
     ((key, _),) = fast_optimizer._fused_updates.items()
     assert len(key) == len(MIXED_SHAPES)
-    # d is estimated from sums over 306k elements, added in another order: 1.1e-10 measured.
+    # d is estimated from sums over 306k elements, added in another order (one that depends on
+    # the CPU: XLA vectorizes for the host), and DAdaptAdam's steps amplify such last-bit
+    # differences: measured 1.1e-10 (4.6e-11 with XLA held to AVX), and a rate moved by 1 to 34
+    # ulps moves the slow path by 8e-11 to 3.6e-9 at step 100.
     for step in (1, 100):
-        assert_close(fast[step], slow[step], 1e-9)
+        assert_close(fast[step], slow[step], 5e-9)
 
 
 @pytest.mark.parametrize("make", TWO_PASS, ids=["prodigy", "dadapt_adam"])

@@ -68,6 +68,9 @@ ROSENBROCK = {
     # precondition_1d gives the 2-D point its 2 x 2 preconditioner (without it SOAP is Adam
     # with a first step that does not move); weight decay would move the optimum.
     "SOAP": (lambda: to.SOAP(0.01, weight_decay=0.0, precondition_1d=True), 1000),
+    # The point is a vector, which Muon leaves to its AdamW fallback (Adam's rate and budget).
+    "Muon": (lambda: to.Muon(0.02, weight_decay=0.0), 5000),
+    "NorMuon": (lambda: to.NorMuon(0.02, adam_lr_ratio=1.0, adam_beta_2=0.999, epsilon=1e-8), 5000),
 }
 
 DIGITS = {
@@ -99,6 +102,9 @@ DIGITS = {
     "ADOPT": (lambda: to.ADOPT(0.05), 100),
     "Lion": (lambda: to.Lion(0.02), 100),
     "SOAP": (lambda: to.SOAP(0.1), 100),
+    # The 64x10 kernel is the only matrix, so the output-head rule is turned off.
+    "Muon": (lambda: to.Muon(0.1, weight_decay=0.0, exclude_output_head=False), 100),
+    "NorMuon": (lambda: to.NorMuon(0.1, exclude_output_head=False), 100),
 }
 
 

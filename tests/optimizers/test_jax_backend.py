@@ -16,6 +16,9 @@ import pytest
 from backend_cases import CASES, CHECKPOINTS, make
 from trajectory import assert_close, floatx, run
 
+# One JAX subprocess for the module: under pytest-xdist its tests share one worker.
+pytestmark = pytest.mark.xdist_group("jax_backend")
+
 # The same operations, compiled by XLA on one side and run by TensorFlow's kernels (or the
 # fast path's XLA calls, fused differently) on the other: reassociation and fused
 # multiply-adds, grown over 200 steps.
@@ -30,6 +33,10 @@ LOOSER = {
     # XLA's eigendecomposition and QR against LAPACK's (TensorFlow): bases equal to ~1e-15,
     # grown through the projections: measured 8e-10 at step 200.
     "soap": 1e-8,
+    # d, a ratio of sums over every element, amplifies last-bit differences near the optimum:
+    # measured 1.7e-11 at step 200, and a rate moved by 1 to 34 ulps moves TensorFlow's own
+    # trajectory by 2e-11 to 6e-10 there.
+    "dadapt_adam": 1e-9,
 }
 
 

@@ -55,6 +55,7 @@ def test_twins_train_raw_tf_variables_as_keras_does(name, fast_path, compiled):
 
 
 @pytest.mark.parametrize("name", RULES)
+@pytest.mark.matrix("name")
 def test_every_rule_trains_raw_tf_variables(name):
     """With small variables grouped where the rule allows it, the steps of the per-variable
     loop (each rule's reference path)."""
@@ -89,6 +90,7 @@ def test_default_names_are_unique_as_in_keras():
     assert generator.iterations.path != discriminator.iterations.path
 
 
+@pytest.mark.matrix("name")
 @pytest.mark.parametrize("name", [n for n in to.__all__ if isinstance(getattr(to, n), type)
                                   and issubclass(getattr(to, n), keras.optimizers.Optimizer)
                                   and n not in ("Optimizer", "Lookahead", "SWA")])

@@ -135,7 +135,8 @@ def test_duplicate_indices_are_summed():
     np.testing.assert_array_equal(twice.numpy(), once.numpy())
 
 
-def test_embedding_in_model_fit_gets_indexed_slices_and_moves_only_seen_rows():
+@pytest.mark.parametrize("fast_path", [True, "grouped"])
+def test_embedding_in_model_fit_gets_indexed_slices_and_moves_only_seen_rows(fast_path):
     """``model.fit`` hands the Embedding's gradient over as ``tf.IndexedSlices``: tokens use
     only ids 0-19 of 40, and rows 20-39 of the table and of both moments stay as they were."""
     kinds = []
@@ -154,16 +155,16 @@ def test_embedding_in_model_fit_gets_indexed_slices_and_moves_only_seen_rows():
          keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)]
     )
     table = model.layers[0].embeddings.numpy().copy()
-    model.compile(optimizer=Spy(0.01), loss="mse")
+    model.compile(optimizer=Spy(0.01, fast_path=fast_path), loss="mse")
     model.fit(tokens, target, batch_size=32, epochs=1, verbose=0)
     assert "IndexedSlices" in kinds
     after = model.layers[0].embeddings.numpy()
     np.testing.assert_array_equal(after[20:], table[20:])
     assert np.all(np.any(after[:20] != table[:20], axis=1))
     optimizer, embeddings = model.optimizer, model.layers[0].embeddings
-    # The model's variables are small: they share flat slots, and the table's rows still move
-    # lazily.
-    assert optimizer._groups
+    # The model's variables are small: grouped, they share flat slots, and the table's rows
+    # still move lazily.
+    assert bool(optimizer._groups) == (fast_path == "grouped")
     for slots in (optimizer._momentums, optimizer._velocities):
         np.testing.assert_array_equal(optimizer.slot_value(slots, embeddings).numpy()[20:], 0.0)
 

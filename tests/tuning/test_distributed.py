@@ -17,6 +17,9 @@ import pytest
 import tfoptim.optimizers
 from tfoptim.tuning import space
 
+# Separate Python processes, each importing TensorFlow: the second tier.
+pytestmark = pytest.mark.slow
+
 JOBS = Path(__file__).with_name("distributed_jobs.py")
 _spec = importlib.util.spec_from_file_location("distributed_jobs", JOBS)
 jobs = importlib.util.module_from_spec(_spec)
@@ -121,7 +124,6 @@ def mwms_names():
     return chosen.split(",") if chosen else list(space.DEFAULT_OPTIMIZERS)
 
 
-@pytest.mark.slow
 def test_multi_worker_mirrored_training_equals_one_process(tmp_path):
     names = mwms_names()
     ports = [free_port(), free_port()]

@@ -47,6 +47,7 @@ def test_random_search_reaches_95_percent(digits, tmp_path):
     assert tuner.oracle.get_best_trials(1)[0].score >= 0.95
 
 
+@pytest.mark.slow
 def test_hyperband_with_the_batch_size_tuning_fit(digits, tmp_path):
     x, y, x_val, y_val = digits
     keras.utils.set_random_seed(0)
@@ -106,12 +107,14 @@ def test_bayesian_search_report_and_best_optimizer(digits, tmp_path, capsys):
     assert [r.objective for r in result.rows] == sorted(r.objective for r in result.rows)
     with open(result.files["best"]) as f:
         restored = keras.optimizers.deserialize(json.load(f))
-    assert restored.get_config() == optimizer.get_config()
+    # `best_optimizer` builds a new optimizer, named by Keras's counter: all but the name agree.
+    assert {**restored.get_config(), "name": None} == {**optimizer.get_config(), "name": None}
     assert (tmp_path / "report" / "trials.png").stat().st_size > 10_000
     with open(result.files["trials"]) as f:
         assert len(json.load(f)["trials"]) == 2
 
 
+@pytest.mark.slow
 def test_grid_over_a_small_named_space(digits, tmp_path):
     x, y, x_val, y_val = digits
 
@@ -152,6 +155,7 @@ def test_hypermodel_bad_input():
                                                              np.zeros(4), batch_size=2)
 
 
+@pytest.mark.slow
 def test_tune_command(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tfoptim.cli, "COMMANDS", {"tune": tfoptim.cli.COMMANDS["tune"]})
     argv = ["tune", "--trials", "2", "--epochs", "1", "--output", str(tmp_path)]

@@ -168,7 +168,8 @@ def test_warmup_is_inactive_for_one_cycle_whose_rise_is_its_warmup():
 def test_values_rebuild_the_optimizer():
     hp, optimizer = _sampled(("momentum", "adamw"), 3)
     again = optimizer_from_values(hp.values)
-    assert again.get_config() == optimizer.get_config()
+    # A new optimizer takes Keras's next unique name; everything else is the same.
+    assert {**again.get_config(), "name": None} == {**optimizer.get_config(), "name": None}
 
 
 def test_several_optimizers_in_one_model():

@@ -22,6 +22,8 @@ from tfoptim.optimizers.lazy_adam import LazyAdam
 from tfoptim.optimizers.lion import Lion
 from tfoptim.optimizers.lookahead import Lookahead
 from tfoptim.optimizers.madgrad import MADGRAD
+from tfoptim.optimizers.muon import Muon
+from tfoptim.optimizers.normuon import NorMuon
 from tfoptim.optimizers.novograd import NovoGrad
 from tfoptim.optimizers.prodigy import Prodigy
 from tfoptim.optimizers.proximal_adagrad import ProximalAdagrad
@@ -52,6 +54,8 @@ __all__ = [
     "Lion",
     "Lookahead",
     "MADGRAD",
+    "Muon",
+    "NorMuon",
     "NovoGrad",
     "Optimizer",
     "Prodigy",
