@@ -31,8 +31,8 @@ def add_arguments(parser):
     search.add_argument("--epochs", type=int, default=20, help="epochs per trial (default: %(default)s)")
     convergence = sub.add_parser(
         "convergence", help="steps and seconds to a target on small problems, every optimizer")
-    convergence.add_argument("--output", default="tfoptim-bench/convergence",
-                             help="folder for results.json, results.md and the plots (default: %(default)s)")
+    convergence.add_argument("--output", help="folder for results.json, results.md and the plots (default: "
+                                              "tfoptim-bench/convergence, or tfoptim-bench/realistic)")
     convergence.add_argument("--quick", action="store_true",
                              help="a handful of optimizers, short budgets, one seed (about two minutes)")
     convergence.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all)")
@@ -46,6 +46,14 @@ def add_arguments(parser):
                                   "changed (optimizer source, problems, seeds, sweep): adding an optimizer, "
                                   "or resuming an interrupted run, costs only the missing runs")
     convergence.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    convergence.add_argument("--suite", choices=["toy", "realistic"], default="toy",
+                             help="toy: the small problems (default); realistic: model.fit on the gpt, resnet "
+                                  "and recsys workloads, a sweep tier and a finalist tier (--quick: under 5 "
+                                  "minutes; --problems, --reuse: toy only)")
+    convergence.add_argument("--workloads", nargs="+", help="realistic suite: subset of gpt, resnet, recsys")
+    convergence.add_argument("--tiers", nargs="+", choices=["sweep", "finalist"],
+                             help="realistic suite: the tiers to run (default: both; the finalist tier alone "
+                                  "runs the given optimizers at their default rates)")
 
 
 def run(args):
@@ -117,8 +125,14 @@ def run_search(args):
 
 
 def run_convergence(args):
+    if args.suite == "realistic":
+        return run_realistic(args)
+    for option in ("workloads", "tiers"):
+        if getattr(args, option):
+            raise SystemExit(f"--{option} belongs to --suite realistic")
     from tfoptim.benchmarks import convergence, problems
 
+    args.output = args.output or "tfoptim-bench/convergence"
     for name in args.problems or []:
         if name not in problems.PROBLEMS:
             raise SystemExit(f"unknown problem {name!r}; choose from {list(problems.PROBLEMS)}")
@@ -136,3 +150,28 @@ def run_convergence(args):
     print(convergence.format_table(payload))
     convergence.write(payload, args.output)
     print(f"wrote {Path(args.output) / 'results.json'}, results.md, profile.png and curves_*.png")
+
+
+def run_realistic(args):
+    from tfoptim.benchmarks import realistic
+    from tfoptim.benchmarks.workloads import workloads
+
+    if args.problems or args.reuse:
+        raise SystemExit("--problems and --reuse belong to the toy suite; the realistic one takes --workloads")
+    for name in args.workloads or []:
+        if name not in workloads():
+            raise SystemExit(f"unknown workload {name!r}; choose from {list(workloads())}")
+    if args.sweep is not None and min(args.sweep) <= 0:
+        raise SystemExit("--sweep factors must be > 0")
+    output = Path(args.output or "tfoptim-bench/realistic")
+    try:
+        payload = realistic.run_suite(
+            optimizers=args.optimizers, workloads=args.workloads, tiers=tuple(args.tiers or realistic.TIERS),
+            seeds=args.seeds, sweep=args.sweep, quick=args.quick, progress=not args.no_progress,
+            checkpoint=output / "results.json",
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    print(realistic.format_table(payload))
+    realistic.write(payload, output)
+    print(f"wrote {output / 'results.json'}, results.md, profile.png and curves_*.png")

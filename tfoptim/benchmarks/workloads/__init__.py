@@ -40,9 +40,12 @@ Usage::
     model.fit(data.train().take(300), epochs=1, shuffle=False)
     workload.evaluate(model, data)  # {"val_bits_per_byte": ..., "val_loss": ...}
 
-**Targets and step budgets are provisional.** Each size carries ``target`` and ``steps``
-fields for the convergence benchmark; they are ``None`` until that suite has been run on
-these workloads and the values are taken from its results.
+**Step budgets and targets.** The ``"full"`` and ``"sweep"`` sizes carry the step budget
+(``steps``) of ``tfoptim bench convergence --suite realistic`` (:mod:`tfoptim.benchmarks.realistic`),
+sized from step times measured on two CPU cores. Their ``target`` stays ``None`` until that
+suite's full run has measured what the tuned baseline (AdamW with warm-up and cosine decay)
+reaches; until then the suite takes as a tier's target the baseline's median final metric in
+the same run, which the baseline reaches at the end of its budget by construction.
 """
 
 import dataclasses
@@ -62,9 +65,9 @@ DEFINITION_SEED = 0
 class Size:
     """One size of a workload: the hyperparameters of its model and of its data.
 
-    ``target`` (the metric value that counts as converged) and ``steps`` (the step budget) are
-    ``None`` until the convergence benchmark has been run on the workload: they are
-    provisional by design, not defaults.
+    ``steps`` is the step budget of the realistic convergence suite (``None`` where the size has
+    none: ``"quick"``); ``target`` is the metric value that counts as converged, ``None`` until
+    measured (the suite then takes its baseline's final value, see the module's docstring).
     """
 
     model: Mapping

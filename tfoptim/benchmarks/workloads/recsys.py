@@ -135,10 +135,13 @@ WORKLOAD = Workload(
     metric="val_log_loss",
     goal="min",
     sizes={
-        "full": Size(model=dict(), data=dict(batch_size=1024, train_examples=1_048_576, validation_examples=65_536)),
+        "full": Size(
+            model=dict(), data=dict(batch_size=1024, train_examples=1_048_576, validation_examples=65_536), steps=256
+        ),
         "sweep": Size(
             model=dict(items=100_000),
             data=dict(items=100_000, batch_size=1024, train_examples=262_144, validation_examples=32_768),
+            steps=256,
         ),
         "quick": Size(model=dict(), data=dict(batch_size=1024, train_examples=2048, validation_examples=2048)),
     },
