@@ -145,12 +145,28 @@ def test_cli_both_tiers_write_results(tmp_path, monkeypatch):
     payload = json.loads((tmp_path / "results.json").read_text())
     assert set(payload["tiers"]) == {"sweep", "finalist"}
     assert payload["tiers"]["finalist"]["problems"]["resnet"]["size"] == "quick"
-    finalists = {r["optimizer"] for r in payload["tiers"]["finalist"]["settings"]}
-    assert realistic.BASELINE in finalists and "keras.AdamW" in finalists and "Adam" in finalists
+    # Quick mode: the baseline and the best tfoptim optimizer (the only one here) go on.
+    assert {r["optimizer"] for r in payload["tiers"]["finalist"]["settings"]} == {realistic.BASELINE, "Adam"}
+    # Quick mode measures the memory of the optimizers it runs.
+    assert set(payload["memory"]["optimizers"]) == {realistic.BASELINE, "Adam", "keras.AdamW", "keras.Lion"}
     assert payload["memory"]["optimizers"]["Adam"]["bytes_per_parameter"] == pytest.approx(8.0, abs=0.01)
     for name in ("results.md", "curves_resnet.png", "profile.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert payload["utc"].endswith("Z") and payload["machine"]["keras"]
+
+
+def test_memory_only_measures_every_candidate(tmp_path, monkeypatch):
+    known = {name: c for name, c in realistic.candidates().items() if name in ("Adam", "SGD", "keras.Adafactor")}
+    monkeypatch.setattr(realistic, "candidates", lambda: known)
+    cli.main(["bench", "convergence", "--suite", "realistic", "--memory-only", "--output", str(tmp_path)])
+    states = json.loads((tmp_path / "results.json").read_text())["memory"]["optimizers"]
+    assert set(states) == set(known)
+    assert states["Adam"]["bytes_per_parameter"] == pytest.approx(8.0, abs=0.01)
+    assert states["SGD"]["bytes_per_parameter"] == pytest.approx(0.0, abs=0.01)
+    # Keras's Adafactor keeps a full float32 velocity and, for each kernel of two or more
+    # dimensions, the factors of its second moment over the last two (a fraction of its size).
+    assert 4.0 < states["keras.Adafactor"]["bytes_per_parameter"] < 5.0
+    assert "## Optimizer state on the full gpt" in (tmp_path / "results.md").read_text()
 
 
 def test_realistic_only_options_are_rejected_elsewhere():

@@ -54,6 +54,8 @@ def add_arguments(parser):
     convergence.add_argument("--tiers", nargs="+", choices=["sweep", "finalist"],
                              help="realistic suite: the tiers to run (default: both; the finalist tier alone "
                                   "runs the given optimizers at their default rates)")
+    convergence.add_argument("--memory-only", action="store_true",
+                             help="realistic suite: only the optimizers' state bytes on the full gpt, no training")
 
 
 def run(args):
@@ -127,9 +129,9 @@ def run_search(args):
 def run_convergence(args):
     if args.suite == "realistic":
         return run_realistic(args)
-    for option in ("workloads", "tiers"):
+    for option in ("workloads", "tiers", "memory_only"):
         if getattr(args, option):
-            raise SystemExit(f"--{option} belongs to --suite realistic")
+            raise SystemExit(f"--{option.replace('_', '-')} belongs to --suite realistic")
     from tfoptim.benchmarks import convergence, problems
 
     args.output = args.output or "tfoptim-bench/convergence"
@@ -166,7 +168,8 @@ def run_realistic(args):
     output = Path(args.output or "tfoptim-bench/realistic")
     try:
         payload = realistic.run_suite(
-            optimizers=args.optimizers, workloads=args.workloads, tiers=tuple(args.tiers or realistic.TIERS),
+            optimizers=args.optimizers, workloads=args.workloads,
+            tiers=() if args.memory_only else tuple(args.tiers or realistic.TIERS),
             seeds=args.seeds, sweep=args.sweep, quick=args.quick, progress=not args.no_progress,
             checkpoint=output / "results.json",
         )
@@ -174,4 +177,4 @@ def run_realistic(args):
         raise SystemExit(str(error)) from None
     print(realistic.format_table(payload))
     realistic.write(payload, output)
-    print(f"wrote {output / 'results.json'}, results.md, profile.png and curves_*.png")
+    print(f"wrote {output / 'results.json'} and results.md" + (", profile.png and curves_*.png" if payload["tiers"] else ""))

@@ -11,10 +11,12 @@ of :mod:`tfoptim.benchmarks.convergence` where they carry over, in two tiers:
   cosine decay to zero), each at its default hyperparameters and at its default learning rate
   times each factor of :data:`SWEEP`, the same factors for everyone. Every factor runs with the
   first seed; the *tuned* factor (best final metric with that seed; ties to the factor closer
-  to 1) and the default then run with every other seed of :data:`SEEDS`.
+  to 1) then runs with every other seed of :data:`SEEDS` (the default too, when it is the
+  tuned one).
 * **Finalist tier** (the ``"full"`` size): per workload, the baseline, the best
   :data:`FINALISTS_TFOPTIM` tfoptim optimizers and the best :data:`FINALISTS_KERAS` Keras
-  built-ins of the sweep tier (``keras.AdamW`` always among them), each at its sweep-tier tuned
+  built-ins of the sweep tier (``keras.AdamW`` always among them when Keras built-ins are
+  picked), each at its sweep-tier tuned
   factor, unscaled (the same multiple of its default rate at the larger width), with
   :data:`FINAL_SEEDS`.
 
@@ -59,7 +61,7 @@ BASELINE = "keras.AdamW+warmup+cosine"
 KERAS_BUILTINS = ("AdamW", "Muon", "Lion", "Lamb", "Adafactor", "ScheduleFreeAdamW")
 WARMUP_FRACTION = 0.1
 #: Learning-rate multipliers of the sweep tier (1, the default, always runs).
-SWEEP = (1 / 3, 1.0, 3.0)
+SWEEP = (1.0, 3.0)
 SEEDS = (0, 1)
 FINAL_SEEDS = (0,)
 FINALISTS_TFOPTIM = 3
@@ -67,13 +69,14 @@ FINALISTS_KERAS = 2
 #: Evaluations per run (plus one at step 0).
 CHECKS = 10
 
-#: ``quick``: a few optimizers, one seed, short budgets; the finalist tier on the ``"quick"``
-#: size (the full models' shapes on a few batches).
-QUICK_OPTIMIZERS = (BASELINE, "Adam", "LazyAdam", "keras.AdamW")
+#: ``quick``: three optimizers, one seed, short budgets; the finalist tier on the ``"quick"``
+#: size (the full models' shapes on a few batches) for the baseline and the best other one;
+#: the memory of the optimizers run only.
+QUICK_OPTIMIZERS = (BASELINE, "Adam", "LazyAdam")
 QUICK_SWEEP = (1.0, 3.0)
 QUICK_SEEDS = (0,)
 QUICK_FINALISTS_TFOPTIM = 1
-QUICK_FINALISTS_KERAS = 1
+QUICK_FINALISTS_KERAS = 0
 QUICK_CHECKS = 2
 #: Steps of a quick run per tier (the workloads' own ``steps`` are the full suite's).
 QUICK_STEPS = {"sweep": 20, "finalist": 4}
@@ -235,7 +238,7 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
     """Every run of one tier on one workload; returns ``(problem_entry, settings, runs)``.
 
     ``factors_of[name]``: the factors to sweep with the first seed (the default, 1, among them).
-    The tuned and default factors then run with the other seeds."""
+    The tuned factor then runs with the other seeds."""
     from tqdm import tqdm
 
     size, steps, every = _tier_budget(workload, tier, quick)
@@ -256,9 +259,8 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
             mine = [r for r in raws if r["optimizer"] == candidate.name]
             problem = Problem(workload.name, workload.goal, None, every)
             _, tuned = convergence.pick(convergence.summarize([judge(r, problem) for r in mine], problem), problem)
-            for factor in sorted({1.0, tuned["factor"]} & set(factors_of[candidate.name])):
-                for seed in seeds[1:]:
-                    run(candidate, factor, seed)
+            for seed in seeds[1:]:
+                run(candidate, tuned["factor"], seed)
     bar.close()
     target, source = resolve_target(workload, size, raws, every)
     problem = Problem(workload.name, workload.goal, target, every)
@@ -287,25 +289,25 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
         "target_source": source,
         "steps": steps,
         "every": every,
-        "deterministic": False,
     }
     return entry, settings, runs
 
 
 def pick_finalists(settings, workload, available, quick):
     """The finalists of ``workload`` from its sweep-tier records: the baseline, the best tfoptim
-    optimizers and the best Keras built-ins (``keras.AdamW`` always), each with its tuned factor."""
+    optimizers and the best Keras built-ins (``keras.AdamW`` first among them), each with its
+    tuned factor."""
     tuned = [r for r in settings if r["tuned"] and r["problem"] == workload.name]
     ranked = [r["optimizer"] for r in _rank(tuned, workload.goal)]
     n_ours = QUICK_FINALISTS_TFOPTIM if quick else FINALISTS_TFOPTIM
     n_keras = QUICK_FINALISTS_KERAS if quick else FINALISTS_KERAS
     ours = [n for n in ranked if available[n].source == "tfoptim"][:n_ours]
-    keras_ = ["keras.AdamW"] if "keras.AdamW" in available else []
+    keras_ = ["keras.AdamW"] if n_keras and "keras.AdamW" in available else []
     keras_ += [n for n in ranked if available[n].source == "keras" and n not in keras_][: n_keras - len(keras_)]
     chosen = [BASELINE] if BASELINE in available else []
     chosen += [n for n in ours + keras_ if n in ranked]
     factor = {r["optimizer"]: r["factor"] for r in tuned}
-    return {n: factor.get(n, 1.0) for n in dict.fromkeys(chosen) if n in factor}
+    return {n: factor[n] for n in dict.fromkeys(chosen) if n in factor}
 
 
 def state_bytes(candidate, workload_name="gpt", size="full", model=None):
@@ -368,7 +370,7 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
         "machine": _machine(),
         "rules": {
             "sweep": "every factor with the first seed; the tuned factor (best final metric with that "
-                     "seed, ties to the factor closer to 1) and the default with the other seeds",
+                     "seed, ties to the factor closer to 1) with the other seeds",
             "tuned": "the factor with the best median final metric over seeds; ties: fewer median steps to "
                      "target, then the factor closer to 1",
             "finalists": "per workload: the baseline, the best tfoptim optimizers and the best Keras built-ins "
@@ -401,8 +403,10 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
                 Path(checkpoint).write_text(json.dumps(convergence._jsonable(payload), separators=(",", ":")))
         entry["profile"] = _profile(entry)
     if with_memory:
-        # Every candidate, not only those run: building costs little beside training.
-        payload["memory"] = {"workload": "gpt", "size": "full", "optimizers": memory(known.values())}
+        # Every candidate, not only those run (building costs little beside training), except in
+        # quick mode, which stays a smoke run.
+        measured = chosen if quick else known.values()
+        payload["memory"] = {"workload": "gpt", "size": "full", "optimizers": memory(measured)}
     payload["seconds"] = time.perf_counter() - started
     return payload
 
@@ -613,7 +617,8 @@ def write(payload, output):
     workloads = dict.fromkeys(p for entry in payload["tiers"].values() for p in entry["problems"])
     for workload in workloads:
         plot_curves(payload, workload, output / f"curves_{workload}.png")
-    plot_profile(payload, output / "profile.png")
+    if payload["tiers"]:
+        plot_profile(payload, output / "profile.png")
 
 
 def format_table(payload):

@@ -194,12 +194,12 @@ WORKLOAD = Workload(
         "full": Size(
             model=dict(layers=6, width=256, heads=4, context=128),
             data=dict(context=128, batch_size=32, validation_windows=512),
-            steps=200,
+            steps=100,
         ),
         "sweep": Size(
             model=dict(layers=2, width=128, heads=4, context=64),
             data=dict(context=64, batch_size=16, validation_windows=256),
-            steps=300,
+            steps=100,
         ),
         "quick": Size(
             model=dict(layers=6, width=256, heads=4, context=128),

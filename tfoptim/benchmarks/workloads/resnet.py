@@ -110,8 +110,8 @@ WORKLOAD = Workload(
     metric="val_accuracy",
     goal="max",
     sizes={
-        "full": Size(model=dict(blocks=3), data=dict(batch_size=64), steps=210),
-        "sweep": Size(model=dict(blocks=1, width=8), data=dict(batch_size=64), steps=210),
+        "full": Size(model=dict(blocks=3), data=dict(batch_size=64), steps=105),
+        "sweep": Size(model=dict(blocks=1, width=8), data=dict(batch_size=64), steps=105),
         "quick": Size(model=dict(blocks=3), data=dict(batch_size=16, train_examples=64, validation_examples=32)),
     },
     make_model=make_model,
