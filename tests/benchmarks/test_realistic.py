@@ -76,6 +76,8 @@ def test_target_is_stated_or_the_tuned_baselines_median_final():
     target, source = realistic.resolve_target(workload, "sweep", raws, 10)
     assert target == pytest.approx(2.2) and realistic.BASELINE in source
     assert realistic.resolve_target(workload, "sweep", raws[-1:], 10)[0] is None
+    # In the finalist tier the baseline runs at its tuned factor only (no default run).
+    assert realistic.resolve_target(workload, "full", raws[3:4], 10)[0] == pytest.approx(3.0)
 
 
 def test_finalists_are_the_baseline_and_the_best_of_each_source():

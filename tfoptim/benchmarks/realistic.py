@@ -467,7 +467,8 @@ def format_markdown(payload):
         f"(finalists {payload['finalist_seeds']}); learning-rate factors {[round(f, 4) for f in payload['sweep_factors']]}"
         f" times each default; {machine['cpu_count']} CPU cores, Python {machine['python']}, TensorFlow "
         f"{machine['tensorflow']}, Keras {machine['keras']}, tfoptim {machine['tfoptim']}; "
-        f"{payload['seconds'] / 60:.1f} minutes.",
+        + (f"{payload['seconds'] / 60:.1f} minutes." if "seconds" in payload
+           else "**partial results**: the run's checkpoint, written after each workload of each tier."),
     ]
     states = payload.get("memory", {}).get("optimizers", {})
     for tier, entry in payload["tiers"].items():
@@ -496,11 +497,13 @@ def format_markdown(payload):
             rows = sorted(tuned.get(pname, {}).values(),
                           key=lambda r: (convergence._sort_steps(r), _final_key(r, problem["goal"]), r["optimizer"]))
             for t in rows:
-                d = default[pname][t["optimizer"]]
+                # A finalist runs at its tuned factor only: no default record unless that is 1.
+                d = default.get(pname, {}).get(t["optimizer"])
                 failures = [f"{s}: {c}" for s, c in _failures(entry, pname, t["optimizer"]).items()]
                 mem = states.get(t["optimizer"], {}).get("bytes_per_parameter")
                 out.append(
-                    f"| {t['optimizer']} | {convergence._status(d)} | {_fmt(d['final'])} | x{t['factor']:.3g} "
+                    f"| {t['optimizer']} | {convergence._status(d) if d else '-'} | {_fmt(d and d['final'])} | "
+                    f"x{t['factor']:.3g} "
                     f"({t['learning_rate']:.3g}) | {convergence._status(t)}{convergence._range(t['steps_to_target_per_seed'])}"
                     f" | {_fmt(t['seconds_to_target'], 3)} | {_fmt(t['final'])}{convergence._final_range(t)} | "
                     f"{'; '.join(failures) or '-'} | {_fmt(mem, 3)} |"
@@ -555,7 +558,7 @@ def plot_curves(payload, workload, path):
         order = [n for n in ranking(entry) if n in rows]
         panels += [(tier, entry["problems"][workload], rows, group) for group in _panels(order)]
     columns = min(3, len(panels))
-    fig, axes = plt.subplots(math.ceil(len(panels) / columns), columns, figsize=(5 * columns, 3.8 * math.ceil(
+    fig, axes = plt.subplots(math.ceil(len(panels) / columns), columns, figsize=(max(8, 5 * columns), 3.8 * math.ceil(
         len(panels) / columns)), dpi=90, squeeze=False)
     cmap = plt.get_cmap("tab10")
     for ax, (tier, problem, rows, group) in zip(axes.flat, panels):
@@ -588,7 +591,7 @@ def plot_profile(payload, path):
     panels = [(tier, entry, group) for tier, entry in payload["tiers"].items() for group in _panels(ranking(entry))]
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.8 * rows), dpi=90, squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(8, 5 * columns), 3.8 * rows), dpi=90, squeeze=False)
     cmap = plt.get_cmap("tab10")
     for ax, (tier, entry, group) in zip(axes.flat, panels):
         taus = entry["profile"]["taus"]
@@ -609,7 +612,10 @@ def plot_profile(payload, path):
 
 
 def write(payload, output):
-    """Writes ``results.json``, ``results.md``, ``curves_<workload>.png`` and ``profile.png``."""
+    """Writes ``results.json``, ``results.md``, ``curves_<workload>.png`` and ``profile.png``
+    (of a finished run, or of a checkpoint: its tiers' profiles are then computed here)."""
+    for entry in payload["tiers"].values():
+        entry.setdefault("profile", _profile(entry))
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(convergence._jsonable(payload), separators=(",", ":")))
@@ -632,5 +638,5 @@ def format_table(payload):
             for r in rows:
                 lines.append(f"  {r['optimizer'][:30]:<31}x{r['factor']:<6.3g}{convergence._cell(r):>10}"
                              f"{_fmt(r['final']):>10}")
-    lines.append(f"total {payload['seconds']:.0f} s")
+    lines.append(f"total {payload['seconds']:.0f} s" if "seconds" in payload else "partial results")
     return "\n".join(lines)
