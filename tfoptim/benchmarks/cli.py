@@ -10,7 +10,8 @@ def add_arguments(parser):
     speed.add_argument("--output", default="tfoptim-bench", help="folder for speed.json and speed.png")
     speed.add_argument("--quick", action="store_true", help="small workloads, for a smoke run")
     speed.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all with a twin)")
-    speed.add_argument("--workloads", nargs="+", help="subset of workloads")
+    speed.add_argument("--workloads", nargs="+",
+                       help="subset of workloads: apply-step ones, and with --e2e gpt, resnet or recsys")
     speed.add_argument("--modes", nargs="+", choices=["graph", "xla"],
                        help="graph (no XLA) and/or xla; default: both on TensorFlow, xla on JAX")
     speed.add_argument("--rounds", type=int, default=7, help="alternating rounds per measurement")
@@ -18,6 +19,9 @@ def add_arguments(parser):
                        help="tfoptim's fast_path setting (default: %(default)s)")
     speed.add_argument("--no-fit", action="store_true",
                        help="skip the end-to-end model.fit figure (digits MLP and CNN)")
+    speed.add_argument("--e2e", action="store_true",
+                       help="also time model.fit on the gpt, resnet and recsys workloads (Adam, SGD(momentum);"
+                            " LazyAdam on recsys), full size or with --quick the quick one")
     search = sub.add_parser(
         "search", help="best accuracy found by autotune and sample_optimizer's defaults, against "
         "Adam(1e-3) and a 9-point grid, on named problems, with the epochs each used")
@@ -32,8 +36,8 @@ def add_arguments(parser):
                         help="epochs per trial; autotune's budget is 9 times it (default: %(default)s)")
     convergence = sub.add_parser(
         "convergence", help="steps and seconds to a target on small problems, every optimizer")
-    convergence.add_argument("--output", default="tfoptim-bench/convergence",
-                             help="folder for results.json, results.md and the plots (default: %(default)s)")
+    convergence.add_argument("--output", help="folder for results.json, results.md and the plots (default: "
+                                              "tfoptim-bench/convergence, or tfoptim-bench/realistic)")
     convergence.add_argument("--quick", action="store_true",
                              help="a handful of optimizers, short budgets, one seed (about two minutes)")
     convergence.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all)")
@@ -47,6 +51,16 @@ def add_arguments(parser):
                                   "changed (optimizer source, problems, seeds, sweep): adding an optimizer, "
                                   "or resuming an interrupted run, costs only the missing runs")
     convergence.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    convergence.add_argument("--suite", choices=["toy", "realistic"], default="toy",
+                             help="toy: the small problems (default); realistic: model.fit on the gpt, resnet "
+                                  "and recsys workloads, a sweep tier and a finalist tier (--quick: under 5 "
+                                  "minutes; --problems, --reuse: toy only)")
+    convergence.add_argument("--workloads", nargs="+", help="realistic suite: subset of gpt, resnet, recsys")
+    convergence.add_argument("--tiers", nargs="+", choices=["sweep", "finalist"],
+                             help="realistic suite: the tiers to run (default: both; the finalist tier alone "
+                                  "runs the given optimizers at their default rates)")
+    convergence.add_argument("--memory-only", action="store_true",
+                             help="realistic suite: only the optimizers' state bytes on the full gpt, no training")
 
 
 def run(args):
@@ -60,21 +74,52 @@ def run(args):
     for name in args.optimizers or []:
         if name not in known:
             raise SystemExit(f"unknown optimizer {name!r}; choose from {sorted(known)}")
+    apply_step, end_to_end = _split_workloads(args)
+    fast_path = {"true": True, "false": False}.get(args.fast_path, args.fast_path)
     results, fits, machine = speed.run_speed(
         optimizers=args.optimizers,
-        workloads=args.workloads,
+        workloads=apply_step,
         modes=tuple(args.modes or ()),
         rounds=args.rounds,
         quick=args.quick,
         fit=not args.no_fit,
-        fast_path={"true": True, "false": False}.get(args.fast_path, args.fast_path),
+        fast_path=fast_path,
     )
+    ends = None
+    if args.e2e:
+        try:
+            ends = speed.run_e2e(args.optimizers, end_to_end, tuple(args.modes or ()), args.rounds, args.quick,
+                                 fast_path=fast_path)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
     machine["platform"] = platform.platform()
-    print(speed.format_table(results, machine))
+    if results:
+        print(speed.format_table(results, machine))
     if fits:
         print(speed.format_fit_table(fits))
-    speed.write(results, machine, args.output, fits)
-    print(f"wrote {Path(args.output) / 'speed.json'} and {Path(args.output) / 'speed.png'}")
+    if ends is not None:
+        print(speed.format_e2e_table(ends))
+    speed.write(results, machine, args.output, fits, ends)
+    plot = f" and {Path(args.output) / 'speed.png'}" if results else ""
+    print(f"wrote {Path(args.output) / 'speed.json'}{plot}")
+
+
+def _split_workloads(args):
+    """``--workloads`` as (apply-step workloads, end-to-end workloads), None where all are meant;
+    naming end-to-end workloads only (with --e2e) runs no apply-step workload."""
+    from tfoptim.benchmarks import speed
+    from tfoptim.benchmarks.workloads import workloads
+
+    if not args.workloads:
+        return None, None
+    e2e_names = list(workloads())
+    known = [*speed.WORKLOADS, *speed.QUICK_WORKLOADS, *(e2e_names if args.e2e else ())]
+    for name in args.workloads:
+        if name not in known:
+            hint = " (add --e2e for the model.fit workloads)" if name in e2e_names else ""
+            raise SystemExit(f"unknown workload {name!r}{hint}; choose from {known}")
+    end_to_end = [w for w in args.workloads if w in e2e_names]
+    return [w for w in args.workloads if w not in e2e_names], end_to_end or None
 
 
 def run_search(args):
@@ -92,8 +137,14 @@ def run_search(args):
 
 
 def run_convergence(args):
+    if args.suite == "realistic":
+        return run_realistic(args)
+    for option in ("workloads", "tiers", "memory_only"):
+        if getattr(args, option):
+            raise SystemExit(f"--{option.replace('_', '-')} belongs to --suite realistic")
     from tfoptim.benchmarks import convergence, problems
 
+    args.output = args.output or "tfoptim-bench/convergence"
     for name in args.problems or []:
         if name not in problems.PROBLEMS:
             raise SystemExit(f"unknown problem {name!r}; choose from {list(problems.PROBLEMS)}")
@@ -111,3 +162,29 @@ def run_convergence(args):
     print(convergence.format_table(payload))
     convergence.write(payload, args.output)
     print(f"wrote {Path(args.output) / 'results.json'}, results.md, profile.png and curves_*.png")
+
+
+def run_realistic(args):
+    from tfoptim.benchmarks import realistic
+    from tfoptim.benchmarks.workloads import workloads
+
+    if args.problems or args.reuse:
+        raise SystemExit("--problems and --reuse belong to the toy suite; the realistic one takes --workloads")
+    for name in args.workloads or []:
+        if name not in workloads():
+            raise SystemExit(f"unknown workload {name!r}; choose from {list(workloads())}")
+    if args.sweep is not None and min(args.sweep) <= 0:
+        raise SystemExit("--sweep factors must be > 0")
+    output = Path(args.output or "tfoptim-bench/realistic")
+    try:
+        payload = realistic.run_suite(
+            optimizers=args.optimizers, workloads=args.workloads,
+            tiers=() if args.memory_only else tuple(args.tiers or realistic.TIERS),
+            seeds=args.seeds, sweep=args.sweep, quick=args.quick, progress=not args.no_progress,
+            checkpoint=output / "results.json",
+        )
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    print(realistic.format_table(payload))
+    realistic.write(payload, output)
+    print(f"wrote {output / 'results.json'} and results.md" + (", profile.png and curves_*.png" if payload["tiers"] else ""))

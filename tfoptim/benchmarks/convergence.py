@@ -354,7 +354,7 @@ def summarize(runs, problem):
 
 
 def pick(records, problem):
-    """``(default, tuned)`` records: factor 1, and the best by the stated rule."""
+    """``(default, tuned)`` records: factor 1 (None where it did not run), and the best by the stated rule."""
 
     def key(record):
         final = record["final"]
@@ -364,7 +364,7 @@ def pick(records, problem):
         steps = math.inf if record["steps_to_target"] is None else record["steps_to_target"]
         return (quality, steps, abs(math.log(record["factor"])))
 
-    default = next(r for r in records if r["factor"] == 1.0)
+    default = next((r for r in records if r["factor"] == 1.0), None)
     return default, min(records, key=key)
 
 

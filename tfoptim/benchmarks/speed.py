@@ -6,6 +6,10 @@ and ``jit_compile=True``) both optimizers run ``optimizer.apply`` on the same gr
 the per-round time ratio tfoptim / Keras, so machine noise hits both alike. Timings are never
 test assertions.
 
+``--e2e`` adds ``model.fit`` on the workloads of :mod:`tfoptim.benchmarks.workloads` (a
+transformer, ResNet-20 and a recommender with a million-row embedding), tfoptim's optimizer
+against its Keras twin in both modes, epochs alternating (:func:`measure_e2e`).
+
 On Keras's JAX backend (``KERAS_BACKEND=jax``, TensorFlow not needed: a GPU machine) there is
 one mode, ``xla``: both run ``stateless_apply`` under ``jax.jit``, the way JAX's trainer steps,
 on the default device, and the streaming bandwidth is measured there.
@@ -128,6 +132,26 @@ class FitResult:
     keras_steps_per_s: float
     tfoptim_steps_per_s: float
     #: Time ratio tfoptim / Keras per training step (below 1: tfoptim is faster).
+    ratio: float
+
+
+@dataclasses.dataclass
+class E2EResult:
+    """``model.fit`` on a workload of :mod:`tfoptim.benchmarks.workloads`, tfoptim's optimizer
+    against its Keras twin, without XLA (``mode="graph"``) or with ``jit_compile=True``
+    (``"xla"``)."""
+
+    optimizer: str
+    workload: str
+    size: str
+    mode: str
+    parameters: int
+    variables: int
+    #: Training steps in one timed epoch (the first batches of the workload's training data).
+    steps: int
+    keras_s_per_epoch: float
+    tfoptim_s_per_epoch: float
+    #: Median over rounds of the epoch-time ratio tfoptim / Keras (below 1: tfoptim is faster).
     ratio: float
 
 
@@ -378,6 +402,77 @@ def measure_fit(name, kind, rounds, batch_size=64, fast_path=True):
     )
 
 
+#: ``--e2e``: the optimizers timed on every workload, and those timed on some only (LazyAdam
+#: against Keras's Adam where gradients are sparse).
+E2E_OPTIMIZERS = ("Adam", "SGD(momentum)")
+E2E_EXTRA = {"recsys": ("LazyAdam",)}
+#: Training steps in a timed epoch at the full size (a whole epoch of the full gpt is about 500 steps
+#: of a 5 M-parameter transformer); at the quick size an epoch is all of the quick data.
+E2E_STEPS = {"gpt": 4, "resnet": 10, "recsys": 20}
+
+
+def e2e_jobs(optimizers, workloads, modes):
+    """``(optimizer, workload, mode)`` for ``--e2e``, within the chosen optimizers."""
+    return [
+        (o, w, m)
+        for w in workloads
+        for m in modes
+        for o in (*E2E_OPTIMIZERS, *E2E_EXTRA.get(w, ()))
+        if o in optimizers
+    ]
+
+
+def measure_e2e(name, workload, mode, rounds, size="full", fast_path=True):
+    """Seconds per ``model.fit`` epoch with tfoptim's optimizer and its Keras twin on the same
+    model (the same initial weights) and batches, after a warm-up epoch each (tracing and, with
+    ``mode="xla"``, compilation). The batches are made once and cached, so the input pipeline
+    (the same for both) is not timed; epochs alternate, who goes first alternating too."""
+    from tfoptim.benchmarks.workloads import get_workload
+
+    if backend() != "tensorflow":
+        raise ValueError(f"the end-to-end workloads run on Keras's TensorFlow backend, not {backend()!r}")
+    if mode not in modes_available():
+        raise ValueError(f"mode {mode!r} does not exist; choose from {modes_available()}")
+    make_ours, make_keras, _ = twins(fast_path)[name]
+    spec = get_workload(workload)
+    data = spec.data(size, seed=0)
+    steps = min(E2E_STEPS[workload], data.steps_per_epoch) if size == "full" else data.steps_per_epoch
+    batches = data.train().take(steps).cache()
+
+    def compiled(optimizer):
+        model = spec.compile(spec.build_model(size, seed=0), optimizer, jit_compile=mode == "xla")
+        model.fit(batches, epochs=1, verbose=0, shuffle=False)
+        return model
+
+    def epoch(model):
+        start = time.perf_counter()
+        model.fit(batches, epochs=1, verbose=0, shuffle=False)
+        return time.perf_counter() - start
+
+    ours, theirs = compiled(make_ours()), compiled(make_keras())
+    ratios, ours_t, theirs_t = [], [], []
+    for i in range(rounds):
+        if i % 2:
+            a, b = epoch(ours), epoch(theirs)
+        else:
+            b, a = epoch(theirs), epoch(ours)
+        ours_t.append(a)
+        theirs_t.append(b)
+        ratios.append(a / b)
+    return E2EResult(
+        optimizer=name,
+        workload=workload,
+        size=size,
+        mode=mode,
+        parameters=int(sum(np.prod(v.shape) for v in ours.trainable_variables)),
+        variables=len(ours.trainable_variables),
+        steps=steps,
+        keras_s_per_epoch=float(np.median(theirs_t)),
+        tfoptim_s_per_epoch=float(np.median(ours_t)),
+        ratio=float(np.median(ratios)),
+    )
+
+
 #: The end-to-end figure's optimizers (each with a same-rule Keras twin) and models.
 FIT_OPTIMIZERS = ("Adam", "SGD(momentum)", "RMSprop")
 FIT_MODELS = ("mlp", "cnn")
@@ -389,7 +484,8 @@ def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False
 
     modes = modes or modes_available()
     optimizers = optimizers or list(twins())
-    workloads = workloads or list(QUICK_WORKLOADS if quick else WORKLOADS)
+    # An empty list is a choice (the end-to-end workloads only), not the default.
+    workloads = list(QUICK_WORKLOADS if quick else WORKLOADS) if workloads is None else workloads
     jobs = [(o, w, m) for w in workloads for m in modes for o in optimizers]
     bar = tqdm(desc="bench speed", disable=not progress, total=len(jobs))
     machine = {"backend": backend(), "device": device_name(), "streaming_bandwidth_gbs": streaming_bandwidth(),
@@ -408,6 +504,20 @@ def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False
         fit_jobs = [(o, k) for k in FIT_MODELS for o in chosen]
         fits = [measure_fit(o, k, rounds, fast_path=fast_path) for o, k in tqdm(fit_jobs, desc="bench fit", disable=not progress)]
     return results, fits, machine
+
+
+def run_e2e(optimizers=None, workloads=None, modes=None, rounds=7, quick=False, progress=True, fast_path=True):
+    """``--e2e``: :func:`measure_e2e` for every job of :func:`e2e_jobs` (default: every workload
+    of :mod:`tfoptim.benchmarks.workloads`, both modes), at the full size or, with ``quick``, the
+    quick one."""
+    from tqdm import tqdm
+
+    from tfoptim.benchmarks.workloads import workloads as all_workloads
+
+    jobs = e2e_jobs(optimizers or list(twins()), workloads or list(all_workloads()), modes or modes_available())
+    size = "quick" if quick else "full"
+    bar = tqdm(jobs, desc="bench e2e", disable=not progress)
+    return [measure_e2e(o, w, m, rounds, size, fast_path) for o, w, m in bar]
 
 
 def _parameters(workload):
@@ -474,6 +584,22 @@ def format_fit_table(fits):
     return "\n".join(lines)
 
 
+def format_e2e_table(ends):
+    lines = [
+        "model.fit on the workloads (tfoptim.benchmarks.workloads): seconds per timed epoch; graph: no XLA"
+        " (Keras's CPU default), xla: jit_compile=True",
+        f"{'optimizer':<16}{'workload':<9}{'size':<7}{'mode':<7}{'params':>11}{'vars':>6}{'steps':>6}"
+        f"{'keras s':>9}{'tfoptim s':>11}{'ratio':>8}",
+    ]
+    for e in ends:
+        name = e.optimizer if e.optimizer in SAME_RULE and e.optimizer != "LazyAdam" else f"{e.optimizer} (*)"
+        lines.append(
+            f"{name:<16}{e.workload:<9}{e.size:<7}{e.mode:<7}{e.parameters:>11}{e.variables:>6}{e.steps:>6}"
+            f"{e.keras_s_per_epoch:>9.2f}{e.tfoptim_s_per_epoch:>11.2f}{e.ratio:>8.2f}"
+        )
+    return "\n".join(lines)
+
+
 def plot(results, path):
     import matplotlib
 
@@ -497,7 +623,9 @@ def plot(results, path):
     plt.close(fig)
 
 
-def write(results, machine, output, fits=()):
+def write(results, machine, output, fits=(), ends=None):
+    """speed.json (with an ``"e2e"`` list when ``ends`` is given) and, when there are apply-step
+    results, speed.png."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -505,5 +633,8 @@ def write(results, machine, output, fits=()):
         "results": [dataclasses.asdict(r) for r in results],
         "fit": [dataclasses.asdict(f) for f in fits],
     }
+    if ends is not None:
+        payload["e2e"] = [dataclasses.asdict(e) for e in ends]
     (output / "speed.json").write_text(json.dumps(payload, indent=2))
-    plot(results, output / "speed.png")
+    if results:
+        plot(results, output / "speed.png")

@@ -3,6 +3,7 @@ from keras import ops
 
 from tfoptim.optimizers._moments import adam_step, bias_correction, local_step
 from tfoptim.optimizers.adam import Adam
+from tfoptim.optimizers.graph import tf_variable
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -82,19 +83,26 @@ class LazyAdam(Adam):
         correction_2 = bias_correction(self.hyperparameter(self.beta_2), step)
         index = self._get_variable_index(variable)
 
+        def read_rows(slot):
+            # The variable's own gather (TensorFlow's ResourceGather) reads the rows alone;
+            # ``ops.take`` would first read the whole slot, and once the slot has had a
+            # sparse update TensorFlow copies it on every such read: the cost of the table,
+            # not of the batch.
+            return tf.gather(tf_variable(slot), rows)
+
         def update_rows(slot, rows_value):
             self.assign(slot, tf.IndexedSlices(rows_value, rows))
 
         m_slot, v_slot = self._momentums[index], self._velocities[index]
-        m = ops.take(m_slot, rows, axis=0)
-        v = ops.take(v_slot, rows, axis=0)
+        m = read_rows(m_slot)
+        v = read_rows(v_slot)
         m = ops.add(m, ops.multiply(ops.subtract(g, m), 1 - self.beta_1))
         v = ops.add(v, ops.multiply(ops.subtract(ops.square(g), v), 1 - self.beta_2))
         update_rows(m_slot, m)
         update_rows(v_slot, v)
         if self.amsgrad:
             v_hat_slot = self._velocity_hats[index]
-            v = ops.maximum(ops.take(v_hat_slot, rows, axis=0), v)
+            v = ops.maximum(read_rows(v_hat_slot), v)
             update_rows(v_hat_slot, v)
         delta = adam_step(
             m, v, self.epsilon, learning_rate, correction_1, correction_2, self.bias_corrected_epsilon
