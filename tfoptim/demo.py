@@ -69,6 +69,7 @@ def demo_optimizers():
         # The 1x1 weight is the model's output head: the AdamW fallback steps everything.
         "Muon": lambda: to.Muon(0.05, weight_decay=1e-4),
         "NorMuon": lambda: to.NorMuon(0.05, adam_lr_ratio=1.0),
+        "PSGDKron": lambda: to.PSGDKron(0.05),
     }
 
 

@@ -95,6 +95,11 @@ def twins(fast_path=True):
         "NovoGrad": (lambda: to.NovoGrad(), lambda: K.SGD(0.01, momentum=0.9), 1),
         # Slots of the parameter's shape; its per-dimension matrices come on top (README).
         "SOAP": (lambda: to.SOAP(), lambda: K.Adam(), 2),
+        # Keras's Muon is the twin; both orthogonalise each matrix's momentum by Newton-Schulz.
+        "Muon": (lambda: to.Muon(), lambda: K.Muon(), 1),
+        "NorMuon": (lambda: to.NorMuon(), lambda: K.Muon(), 2),
+        # Momentum of the parameter's shape; its Kronecker factors come on top.
+        "PSGDKron": (lambda: to.PSGDKron(), lambda: K.Adam(), 1),
     }
     return {name: (configured(ours), theirs, slots) for name, (ours, theirs, slots) in factories.items()}
 
