@@ -40,6 +40,10 @@ class LazyAdam(Adam):
         epsilon: > 0. Defaults to 1e-7.
         amsgrad: use the running maximum of ``v`` (AMSGrad). Defaults to False.
         bias_corrected_epsilon: where epsilon goes, see :class:`Adam`. Defaults to False.
+        cautious: must stay False: the cautious mask is rescaled by its mean over the whole
+            variable, which a step over some rows does not see.
+        moment_dtype: ``"float32"`` or ``"bfloat16"``, as in :class:`Adam` (the rows' moments
+            are rounded when written).
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
@@ -53,9 +57,16 @@ class LazyAdam(Adam):
         epsilon=1e-7,
         amsgrad=False,
         bias_corrected_epsilon=False,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
+        if cautious:
+            raise ValueError(
+                "`cautious` of LazyAdam must be False (its sparse steps see some rows of a "
+                f"variable, the mask's mean needs all). Received: cautious={cautious!r}"
+            )
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -63,6 +74,7 @@ class LazyAdam(Adam):
             epsilon=epsilon,
             amsgrad=amsgrad,
             bias_corrected_epsilon=bias_corrected_epsilon,
+            moment_dtype=moment_dtype,
             name=name,
             **kwargs,
         )
@@ -82,20 +94,24 @@ class LazyAdam(Adam):
         correction_2 = bias_correction(self.hyperparameter(self.beta_2), step)
         index = self._get_variable_index(variable)
 
+        def take(slot):
+            return ops.cast(ops.take(slot, rows, axis=0), dtype)
+
         def update_rows(slot, rows_value):
-            self.assign(slot, tf.IndexedSlices(rows_value, rows))
+            # The rows as stored (rounded to a bfloat16 slot), for the step.
+            if keras.backend.standardize_dtype(slot.dtype) == "bfloat16" and dtype == "float64":
+                rows_value = ops.cast(rows_value, "float32")  # as _moments.store rounds
+            rows_value = ops.cast(ops.cast(rows_value, slot.dtype), dtype)
+            self.assign(slot, tf.IndexedSlices(ops.cast(rows_value, slot.dtype), rows))
+            return rows_value
 
         m_slot, v_slot = self._momentums[index], self._velocities[index]
-        m = ops.take(m_slot, rows, axis=0)
-        v = ops.take(v_slot, rows, axis=0)
-        m = ops.add(m, ops.multiply(ops.subtract(g, m), 1 - self.beta_1))
-        v = ops.add(v, ops.multiply(ops.subtract(ops.square(g), v), 1 - self.beta_2))
-        update_rows(m_slot, m)
-        update_rows(v_slot, v)
+        m, v = take(m_slot), take(v_slot)
+        m = update_rows(m_slot, ops.add(m, ops.multiply(ops.subtract(g, m), 1 - self.beta_1)))
+        v = update_rows(v_slot, ops.add(v, ops.multiply(ops.subtract(ops.square(g), v), 1 - self.beta_2)))
         if self.amsgrad:
             v_hat_slot = self._velocity_hats[index]
-            v = ops.maximum(ops.take(v_hat_slot, rows, axis=0), v)
-            update_rows(v_hat_slot, v)
+            v = update_rows(v_hat_slot, ops.maximum(take(v_hat_slot), v))
         delta = adam_step(
             m, v, self.epsilon, learning_rate, correction_1, correction_2, self.bias_corrected_epsilon
         )
