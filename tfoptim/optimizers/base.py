@@ -314,11 +314,18 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
             gradient, ops.multiply(ops.cast(variable, gradient.dtype), self.coupled_weight_decay)
         )
 
+    def build(self, variables):
+        # Decided from the model's variables (keras.Variable, with their paths): the update
+        # may be handed the backend's variable, under tf.distribute, say.
+        self._variable_settings.update((self._var_key(v), self._settings(v)) for v in variables)
+        super().build(variables)
+
     def settings_of(self, variable):
         """``(rate factor, decoupled decay coefficient)`` of ``variable``: from
         ``learning_rate_multipliers`` and ``weight_decay_overrides`` (the first pattern that
         matches its path), Keras's ``exclude_from_weight_decay`` and ``weight_decay``. Python
-        floats, fixed for the optimizer's life: the compiled step closes over them."""
+        floats, decided when the optimizer is built and fixed for its life: the compiled step
+        closes over them."""
         key = self._var_key(variable)
         if key not in self._variable_settings:
             self._variable_settings[key] = self._settings(variable)

@@ -10,8 +10,8 @@ A pattern is a regular expression searched (``re.search``) in the variable's ``p
 an unmatched variable keeps the factor 1 and the optimizer's ``weight_decay``. The factor
 multiplies the rate the step applies (after the schedule), so the decoupled decay, which
 scales with the rate, scales with it, as a PyTorch parameter group's ``lr`` does. Keras's
-``exclude_from_weight_decay`` still excludes whatever it names. The choices are made once per
-variable, when the optimizer first steps it. Both dicts are constructor arguments, so they are
+``exclude_from_weight_decay`` still excludes whatever it names (call it before the optimizer
+is built). The choices are made once per variable, when the optimizer is built. Both dicts are constructor arguments, so they are
 in ``get_config`` and a ``.keras`` file.
 
 This is optax's ``multi_transform`` / PyTorch's parameter groups for the two settings users
