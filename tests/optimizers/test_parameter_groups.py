@@ -189,3 +189,26 @@ def test_keras_file_resumes_exactly(tmp_path):
     factors = {v.path: resumed.optimizer.settings_of(v) for v in resumed.trainable_variables}
     assert factors["embed/kernel"] == (pytest.approx(0.49), 0.004)
     assert factors["head/bias"] == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: to.AdamW(0.01, weight_decay=0.1, **kw),
+    lambda **kw: to.Adan(0.01, weight_decay=0.1, **kw),
+    lambda **kw: to.ADOPT(0.005, weight_decay=0.1, **kw),
+    lambda **kw: to.MADGRAD(0.01, weight_decay=0.1, **kw),
+    lambda **kw: to.SOAP(0.01, weight_decay=0.1, max_precond_dim=8, **kw),
+], ids=["AdamW", "Adan", "ADOPT", "MADGRAD", "SOAP"])
+def test_override_zero_is_keras_exclusion(make):
+    """An override of 0 gives what Keras's ``exclude_from_weight_decay`` gives, also in the
+    rules that apply their decay inside their step (Adan's proximal form, ADOPT, MADGRAD, SOAP
+    after the step); the other variables keep the optimizer's decay."""
+    with floatx("float64"):
+        overridden = run(make(weight_decay_overrides={"param1$": 0.0}), (20,))[20]
+        excluded_optimizer = make()
+        excluded_optimizer.exclude_from_weight_decay(var_names=["param1"])
+        excluded = run(excluded_optimizer, (20,))[20]
+        decayed = run(make(), (20,))[20]
+    for a, b in zip(overridden, excluded):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(overridden[1], decayed[1])
+    np.testing.assert_array_equal(overridden[0], decayed[0])

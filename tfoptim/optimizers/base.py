@@ -108,7 +108,8 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
     #: ``theta - u`` exactly.
     increment_only = False
     #: True for a ``weight_decay_in_rule`` rule that reads its coefficient per variable from
-    #: :meth:`weight_decay_of` (so ``weight_decay_overrides`` reach it: Adan, ADOPT, SOAP).
+    #: :meth:`weight_decay_of` (so ``weight_decay_overrides`` reach it: Adan, ADOPT, MADGRAD,
+    #: SOAP).
     per_variable_weight_decay = False
 
     def __init__(
@@ -142,7 +143,7 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
                 "applies its weight decay itself. Received: "
                 f"weight_decay_overrides={self.weight_decay_overrides!r}"
             )
-        # Each variable's (rate factor, decay coefficient), by variable key, filled on first use.
+        # Each variable's (rate factor, decay coefficient), by variable key, filled at build.
         object.__setattr__(self, "_variable_settings", {})
 
     # -- the rule --------------------------------------------------------------------------
@@ -337,7 +338,7 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
             return group.settings
         path = getattr(variable, "path", variable.name)
         factor = first_match(self.learning_rate_multipliers, path, 1.0)
-        if not super()._use_weight_decay(variable):
+        if not self._use_weight_decay(variable):
             return factor, 0.0
         return factor, float(first_match(self.weight_decay_overrides, path, self.weight_decay or 0.0))
 
