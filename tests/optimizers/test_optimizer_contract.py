@@ -16,7 +16,8 @@ KERAS_COMMON = {
     "use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
     "gradient_accumulation_steps",
 }
-BASE_ARGUMENTS = {"coupled_weight_decay", "skip_nonfinite", "exact_hyperparameters", "fast_path"}
+BASE_ARGUMENTS = {"coupled_weight_decay", "skip_nonfinite", "exact_hyperparameters", "fast_path",
+                  "learning_rate_multipliers", "weight_decay_overrides"}
 CLASSES = [to.GradientDescent, to.SGD, to.DynamicGradientDescent, to.Adagrad, to.RMSprop, to.Adam, to.AdamW,
            to.COCOB, to.LARS, to.LazyAdam, to.ProximalAdagrad, to.RAdam, to.AdaBelief, to.Yogi, to.NovoGrad,
            to.SOAP, to.Lion, to.Muon, to.NorMuon, to.PSGDKron]

@@ -7,7 +7,8 @@ value where it keeps none). tfoptim's ``ScheduleFreeSGD``, ``Lookahead`` and ``S
 :func:`evaluation_values` adds, for optimizers that predate the protocol, Keras's
 ``ScheduleFreeAdamW`` (``x = (y - (1 - beta_1) z) / beta_1``, the relation its update step
 uses) and any Keras optimizer built with ``use_ema=True`` (the moving averages), and looks
-through ``LossScaleOptimizer`` and any wrapper that exposes ``inner_optimizer``.
+through ``LossScaleOptimizer``, any wrapper that exposes ``inner_optimizer`` and
+``MultiOptimizer`` (each variable from the sub-optimizer that steps it).
 
 On top of it: :func:`evaluation_weights`, a context manager that swaps the evaluation weights
 into a model and puts the training weights back exactly afterwards; the
@@ -48,7 +49,26 @@ def evaluation_values(optimizer, variables):
     inner = getattr(optimizer, "inner_optimizer", None)
     if inner is not None:
         return evaluation_values(inner, variables)
+    if isinstance(optimizer, keras.optimizers.MultiOptimizer):
+        return _multi_optimizer_values(optimizer, variables)
     return None
+
+
+def _multi_optimizer_values(optimizer, variables):
+    """A ``MultiOptimizer``'s evaluation values: each variable's from the sub-optimizer that
+    steps it, its current value where that one keeps none; None when none of them keeps any."""
+    by_optimizer = {}
+    for position, variable in enumerate(variables):
+        index = optimizer._var_to_optimizer_idx[optimizer._var_key(variable)]
+        by_optimizer.setdefault(index, []).append(position)
+    values, found = [ops.convert_to_tensor(v) for v in variables], False
+    for index, positions in by_optimizer.items():
+        sub_values = evaluation_values(optimizer.optimizers[index], [variables[i] for i in positions])
+        if sub_values is not None:
+            found = True
+            for position, value in zip(positions, sub_values):
+                values[position] = value
+    return values if found else None
 
 
 def _trained_variables(model):

@@ -25,6 +25,7 @@ from tfoptim.optimizers.madgrad import MADGRAD
 from tfoptim.optimizers.muon import Muon
 from tfoptim.optimizers.normuon import NorMuon
 from tfoptim.optimizers.novograd import NovoGrad
+from tfoptim.optimizers.parameter_groups import layer_wise_learning_rate_multipliers
 from tfoptim.optimizers.prodigy import Prodigy
 from tfoptim.optimizers.psgd_kron import PSGDKron
 from tfoptim.optimizers.proximal_adagrad import ProximalAdagrad
@@ -77,4 +78,5 @@ __all__ = [
     "ScheduleFreeSGD",
     "Yogi",
     "fast_path_enabled",
+    "layer_wise_learning_rate_multipliers",
 ]

@@ -169,13 +169,14 @@ class FastPath:
 
             def first_phase(grads, learning_rate):
                 for gradient, variable in zip(grads, variables):
-                    self._apply_decoupled_weight_decay(variable, learning_rate)
-                    phases[0](gradient, variable, learning_rate)
+                    rate = self.variable_learning_rate(variable, learning_rate)
+                    self._apply_decoupled_weight_decay(variable, rate)
+                    phases[0](gradient, variable, rate)
 
             def later_phase(phase):
                 def step(grads, learning_rate):
                     for gradient, variable in zip(grads, variables):
-                        phase(gradient, variable, learning_rate)
+                        phase(gradient, variable, self.variable_learning_rate(variable, learning_rate))
 
                 return step
 

@@ -29,17 +29,22 @@ from tfoptim.optimizers.graph import dense, inside_xla, is_sparse, tf_variable
 
 @dataclasses.dataclass
 class _Group:
-    """Small variables of one dtype (and weight-decay choice) whose slots are flat buffers.
+    """Small variables of one dtype and one ``settings`` (rate factor, decoupled decay
+    coefficient: :meth:`Optimizer.settings_of`) whose slots are flat buffers.
 
     ``proxy`` is a scratch variable the members are copied into before each step; the rule
     updates it like any variable, and its pieces are copied back after."""
 
     members: list
     keys: list
-    decays: bool
+    settings: tuple
     index: int = 0
     proxy: object = None
     buffers: list = dataclasses.field(default_factory=list)
+
+    @property
+    def decays(self):
+        return bool(self.settings[1])
 
     @property
     def sizes(self):
@@ -152,11 +157,11 @@ class SmallVariableGroups:
                 continue
             if self._overwrite_variable_with_gradient(variable):
                 continue
-            kind = (keras.backend.standardize_dtype(variable.dtype), self._use_weight_decay(variable))
+            kind = (keras.backend.standardize_dtype(variable.dtype), self.settings_of(variable))
             by_kind.setdefault(kind, []).append(variable)
         return [
-            _Group(members, [self._var_key(v) for v in members], decays)
-            for (_, decays), members in by_kind.items()
+            _Group(members, [self._var_key(v) for v in members], settings)
+            for (_, settings), members in by_kind.items()
             if len(members) > 1
         ]
 
@@ -266,12 +271,6 @@ class SmallVariableGroups:
         object.__setattr__(self, "_proxy_groups", {self._var_key(g.proxy): g for g in self._groups})
         self._take_pending_restores()
 
-    def _use_weight_decay(self, variable):
-        group = getattr(self, "_proxy_groups", {}).get(self._var_key(variable))
-        if group is not None:
-            return group.decays
-        return super()._use_weight_decay(variable)
-
     def slot_value(self, slots, variable):
         """``variable``'s entry of ``slots`` (a list from :meth:`add_optimizer_variables`) as a
         tensor of ``variable``'s shape, wherever the fast path keeps it."""
@@ -352,7 +351,7 @@ class SmallVariableGroups:
         """Whether ``group`` is stepped from zero (see ``increment_only``): not when weight
         decay, coupled or decoupled, reads the members, and not inside a step XLA compiles
         whole, where XLA fuses the copy into the group anyway."""
-        decoupled = self.weight_decay and not self.weight_decay_in_rule and group.decays
+        decoupled = not self.weight_decay_in_rule and group.decays
         return self.increment_only and not self.coupled_weight_decay and not decoupled and not inside_xla()
 
     # -- what is persisted: Keras's per-variable layout ------------------------------------

@@ -4,13 +4,64 @@ import keras
 from keras import ops
 
 
+def _same_dtype(a, b):
+    return keras.backend.standardize_dtype(a.dtype) == keras.backend.standardize_dtype(b.dtype)
+
+
+def read(slot, dtype):
+    """``slot``'s value for arithmetic in ``dtype``: the slot itself when it has that dtype,
+    else its value cast (a bfloat16 moment of a float32 variable, see ``moment_dtype``)."""
+    if keras.backend.standardize_dtype(slot.dtype) == keras.backend.standardize_dtype(dtype):
+        return slot
+    return ops.cast(slot, dtype)
+
+
+def store(optimizer, slot, value):
+    """``slot <- value``, rounded to the slot's dtype; returns what was stored, as ``value``'s
+    dtype (what a later read of the slot gives: the rule steps with the stored moments)."""
+    dtype = value.dtype
+    if _same_dtype(slot, value):
+        optimizer.assign(slot, value)
+        return slot
+    if keras.backend.standardize_dtype(value.dtype) == "float64":
+        # Through float32, as TensorFlow's float64-to-bfloat16 cast rounds (eager and XLA):
+        # the same two roundings whatever the backend.
+        value = ops.cast(value, "float32")
+    rounded = ops.cast(value, slot.dtype)
+    optimizer.assign(slot, rounded)
+    return ops.cast(rounded, dtype)
+
+
 def update_moment(optimizer, moment, value, decay):
-    """Exponential moving average in place: ``moment <- decay * moment + (1 - decay) * value``.
+    """Exponential moving average in place: ``moment <- decay * moment + (1 - decay) * value``;
+    returns the new moment (see :func:`store`).
 
     Written as ``moment += (1 - decay) * (value - moment)``, Keras's form, so the parity tests
-    against Keras's built-ins hold to the last bits.
+    against Keras's built-ins hold to the last bits. A moment stored in a narrower dtype than
+    ``value`` (``moment_dtype="bfloat16"``) is computed in ``value``'s dtype and rounded once.
     """
-    optimizer.assign_add(moment, ops.multiply(ops.subtract(value, moment), 1 - decay))
+    if _same_dtype(moment, value):
+        optimizer.assign_add(moment, ops.multiply(ops.subtract(value, moment), 1 - decay))
+        return moment
+    old = ops.cast(moment, value.dtype)
+    return store(optimizer, moment, ops.add(old, ops.multiply(ops.subtract(value, old), 1 - decay)))
+
+
+def cautious(update, gradient):
+    """The cautious mask (Liang et al. 2024, "Cautious Optimizers: Improving Training with One
+    Line of Code", arXiv:2411.16085): ``update`` where it agrees in sign with ``gradient``,
+    0 elsewhere, rescaled by the share of the variable's elements kept::
+
+        mask = (update * gradient > 0)
+        update * mask / max(mean(mask), 1e-3)
+
+    The rescaling of timm's ``caution=True`` and of the authors' current ``c_adamw.py``; their
+    first code (and ``pytorch_optimizer``'s ``cautious=True``) divides by
+    ``(sum(mask) + 1) / size`` instead, a step larger by ``(sum(mask) + 1) / sum(mask)``. The
+    mean is over the whole variable: a cautious rule is not element-wise.
+    """
+    mask = ops.cast(ops.greater(ops.multiply(update, gradient), 0), update.dtype)
+    return ops.multiply(update, ops.divide(mask, ops.maximum(ops.mean(mask), 1e-3)))
 
 
 def scalar_dtype(dtype):
@@ -29,9 +80,9 @@ def bias_correction(decay, step):
 
 
 def keep_maximum(optimizer, maximum, value):
-    """AMSGrad's running maximum in place, ``maximum <- max(maximum, value)``; returns the slot."""
-    optimizer.assign(maximum, ops.maximum(maximum, value))
-    return maximum
+    """AMSGrad's running maximum in place, ``maximum <- max(maximum, value)``; returns the new
+    maximum (see :func:`store`)."""
+    return store(optimizer, maximum, ops.maximum(read(maximum, value.dtype), value))
 
 
 def adam_step(m, v, epsilon, learning_rate, correction_1, correction_2, bias_corrected_epsilon):

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from tfoptim._validation import (
+    check_choice,
     check_non_negative,
     check_positive,
     check_range,
@@ -13,11 +14,13 @@ from tfoptim.optimizers._moments import (
     bias_correction,
     keep_maximum,
     local_step,
+    read,
     rectified_step,
+    store,
     update_moment,
     warmup_learning_rate,
 )
-from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.base import MOMENT_DTYPES, Optimizer
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -52,6 +55,10 @@ class AdaBelief(Optimizer):
     step reads ``s``; here (as in TFA) it reads ``s_max``. TFA's warm-up
     (``total_steps``, ``warmup_proportion``, ``min_learning_rate``) works as in :class:`RAdam`.
 
+    ``moment_dtype="bfloat16"`` stores ``m`` and ``s`` (and ``s_max``) in bfloat16, computed in
+    the variable's dtype and rounded when written (``s`` twice: after its average and after
+    adding epsilon, the two writes above), as in :class:`Adam`.
+
     Reference: Zhuang, Tang, Ding, Tatikonda, Dvornek, Papademetris & Duncan, "AdaBelief
     Optimizer: Adapting Stepsizes by the Belief in Observed Gradients" (NeurIPS 2020).
 
@@ -72,6 +79,8 @@ class AdaBelief(Optimizer):
         warmup_proportion: fraction of ``total_steps`` spent warming up, in [0, 1]. Defaults
             to 0.1.
         min_learning_rate: rate reached at ``total_steps``, >= 0. Defaults to 0.
+        moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``. Defaults to
+            ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
@@ -91,6 +100,7 @@ class AdaBelief(Optimizer):
         total_steps=0,
         warmup_proportion=0.1,
         min_learning_rate=0.0,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -106,17 +116,18 @@ class AdaBelief(Optimizer):
         self.total_steps = check_steps("total_steps", total_steps)
         self.warmup_proportion = check_range("warmup_proportion", warmup_proportion, 0.0, 1.0)
         self.min_learning_rate = check_non_negative("min_learning_rate", min_learning_rate)
+        self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._momentums, self._beliefs = self.add_optimizer_variables(
+        self._momentums, self._beliefs = self.add_moment_variables(
             variables, ["momentum", "belief"]
         )
         self._belief_hats = []
         if self.amsgrad:
-            self._belief_hats = self.add_optimizer_variables(variables, "belief_hat")
+            self._belief_hats = self.add_moment_variables(variables, "belief_hat")
 
     def step_learning_rate(self, learning_rate):
         # TFA's warm-up, before the base applies the rate: Keras's decoupled weight decay
@@ -131,20 +142,19 @@ class AdaBelief(Optimizer):
     def _update_moments(self, gradient, variable, learning_rate):
         gradient = ops.cast(gradient, variable.dtype)
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
         s = self._beliefs[index]
-        update_moment(self, m, gradient, self.beta_1)
-        update_moment(self, s, ops.square(ops.subtract(gradient, m)), self.beta_2)
-        self.assign(s, ops.add(s, self.epsilon))
+        m = update_moment(self, self._momentums[index], gradient, self.beta_1)
+        belief = update_moment(self, s, ops.square(ops.subtract(gradient, m)), self.beta_2)
+        belief = store(self, s, ops.add(belief, self.epsilon))
         if self.amsgrad:
-            keep_maximum(self, self._belief_hats[index], s)
+            keep_maximum(self, self._belief_hats[index], belief)
 
     def _step_weights(self, gradient, variable, learning_rate):
         step = local_step(self, variable.dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
-        s = self._belief_hats[index] if self.amsgrad else self._beliefs[index]
+        m = read(self._momentums[index], variable.dtype)
+        s = read(self._belief_hats[index] if self.amsgrad else self._beliefs[index], variable.dtype)
         if self.rectify:
             self.assign_sub(variable, rectified_step(self, m, s, learning_rate, step))
             return

@@ -20,7 +20,8 @@ class AdamW(Adam):
     Args:
         learning_rate: float >= 0, ``LearningRateSchedule`` or callable. Defaults to 0.001.
         weight_decay: decoupled decay coefficient, >= 0. Defaults to 0.004.
-        beta_1, beta_2, epsilon, amsgrad, bias_corrected_epsilon: as in :class:`Adam`.
+        beta_1, beta_2, epsilon, amsgrad, bias_corrected_epsilon, cautious, moment_dtype: as
+            in :class:`Adam`.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
@@ -33,6 +34,8 @@ class AdamW(Adam):
         epsilon=1e-7,
         amsgrad=False,
         bias_corrected_epsilon=False,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -45,6 +48,8 @@ class AdamW(Adam):
             epsilon=epsilon,
             amsgrad=amsgrad,
             bias_corrected_epsilon=bias_corrected_epsilon,
+            cautious=cautious,
+            moment_dtype=moment_dtype,
             name=name,
             weight_decay=weight_decay,
             **kwargs,

@@ -48,6 +48,7 @@ class Adan(Optimizer):
 
     #: Adan decays inside its rule: proximal (after the step) by default.
     weight_decay_in_rule = True
+    per_variable_weight_decay = True
 
     def __init__(
         self,
@@ -136,11 +137,9 @@ class Adan(Optimizer):
         update = ops.divide(
             ops.add(ops.multiply(m, step_1), ops.multiply(v, step_2)), denominator
         )
-        decay = self.weight_decay and self._use_weight_decay(variable)
+        decay = self.weight_decay_of(variable)
         if decay:
-            shrink = ops.cast(
-                ops.multiply(learning_rate, self.hyperparameter(self.weight_decay)), dtype
-            )
+            shrink = ops.cast(ops.multiply(learning_rate, self.hyperparameter(decay)), dtype)
         if decay and self.no_prox:
             self.assign_sub(variable, ops.multiply(variable, shrink))
         self.assign_sub(variable, update)

@@ -47,6 +47,7 @@ class ADOPT(Optimizer):
 
     #: ADOPT decays only on the steps that move the weights (not the first).
     weight_decay_in_rule = True
+    per_variable_weight_decay = True
 
     def __init__(
         self,
@@ -103,8 +104,9 @@ class ADOPT(Optimizer):
         index = self._get_variable_index(variable)
         v = self._velocities[index]
         moved = ops.subtract(variable, ops.multiply(self._momentums[index], learning_rate))
-        if self.weight_decay and self._use_weight_decay(variable):
-            rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(self.weight_decay)), dtype)
+        decay = self.weight_decay_of(variable)
+        if decay:
+            rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(decay)), dtype)
             moved = ops.subtract(moved, ops.multiply(variable, rate))
         self.assign(variable, ops.where(first, ops.convert_to_tensor(variable), moved))
         square = ops.square(gradient)

@@ -12,6 +12,9 @@ its arguments in ``__init__``, its slots in ``build`` and its step in ``update_s
   (``theta <- theta - lr * wd * theta``, as in AdamW); ``coupled_weight_decay`` adds L2 to the
   gradient, ``g <- g + lambda * theta`` (the ``weight_decay`` of ``torch.optim.SGD/Adagrad/
   RMSprop/Adam``). Both use the weights the gradient was taken at.
+* **Parameter groups** (``learning_rate_multipliers``, ``weight_decay_overrides``): per-variable
+  rates and decoupled decay chosen by patterns on the variables' paths; see
+  :mod:`tfoptim.optimizers.parameter_groups` for the rule and the layer-wise decay helper.
 * **Hyperparameter precision** (``exact_hyperparameters``, :meth:`Optimizer.hyperparameter`).
 * **Rules that reduce over all variables** (:meth:`Optimizer.collect_statistics`).
 * **Distribution**: under ``tf.distribute`` each variable is stepped in its own device context
@@ -33,6 +36,10 @@ from tfoptim.optimizers._fast_path import FastPath
 from tfoptim.optimizers._grouping import SmallVariableGroups
 from tfoptim.optimizers._nonfinite import NonFiniteSkipping
 from tfoptim.optimizers.graph import dense, summed_duplicates
+from tfoptim.optimizers.parameter_groups import check_patterns, first_match
+
+#: ``moment_dtype`` values of the rules that take it (see :meth:`Optimizer.add_moment_variables`).
+MOMENT_DTYPES = ("float32", "bfloat16")
 
 
 class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimizers.Optimizer):
@@ -60,6 +67,16 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
             variables; ``optimizer.variables`` then lists the buffers, while saved files and
             checkpoints keep Keras's layout). ``False``: Keras's per-variable loop. The
             environment variable ``TFOPTIM_FAST_PATH=0`` turns it off everywhere.
+        learning_rate_multipliers: ``{pattern: factor}``, factors >= 0: a variable whose
+            ``path`` the first matching pattern (``re.search``, in the dict's order) names
+            steps with ``factor`` times the rate (its decoupled decay too, which scales with the
+            rate). Unmatched variables: factor 1. None (default): every variable the same.
+        weight_decay_overrides: ``{pattern: coefficient}``, coefficients >= 0: the decoupled
+            ``weight_decay`` of a variable whose ``path`` the first matching pattern names
+            (0 excludes it). Variables Keras's ``exclude_from_weight_decay`` names keep no
+            decay; unmatched variables keep ``weight_decay``. Not for rules that apply the
+            decay inside their own step in another form (``weight_decay_in_rule`` and not
+            :attr:`per_variable_weight_decay`).
         **kwargs: the common Keras optimizer arguments (``weight_decay``, ``clipnorm``,
             ``clipvalue``, ``global_clipnorm``, ``use_ema``, ``ema_momentum``,
             ``ema_overwrite_frequency``, ``loss_scale_factor``, ``gradient_accumulation_steps``,
@@ -90,6 +107,10 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
     #: added to each member, which saves reading them into the group. ``theta + (0 - u)`` is
     #: ``theta - u`` exactly.
     increment_only = False
+    #: True for a ``weight_decay_in_rule`` rule that reads its coefficient per variable from
+    #: :meth:`weight_decay_of` (so ``weight_decay_overrides`` reach it: Adan, ADOPT, MADGRAD,
+    #: SOAP).
+    per_variable_weight_decay = False
 
     def __init__(
         self,
@@ -98,6 +119,8 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
         skip_nonfinite=False,
         exact_hyperparameters=False,
         fast_path=True,
+        learning_rate_multipliers=None,
+        weight_decay_overrides=None,
         **kwargs,
     ):
         if kwargs.get("weight_decay") is not None:
@@ -112,6 +135,16 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
         self.skip_nonfinite = bool(skip_nonfinite)
         self.exact_hyperparameters = bool(exact_hyperparameters)
         self.fast_path = fast_path if fast_path == "grouped" else bool(fast_path)
+        self.learning_rate_multipliers = check_patterns("learning_rate_multipliers", learning_rate_multipliers)
+        self.weight_decay_overrides = check_patterns("weight_decay_overrides", weight_decay_overrides)
+        if self.weight_decay_overrides and self.weight_decay_in_rule and not self.per_variable_weight_decay:
+            raise ValueError(
+                f"`weight_decay_overrides` is not supported by {type(self).__name__}, whose rule "
+                "applies its weight decay itself. Received: "
+                f"weight_decay_overrides={self.weight_decay_overrides!r}"
+            )
+        # Each variable's (rate factor, decay coefficient), by variable key, filled at build.
+        object.__setattr__(self, "_variable_settings", {})
 
     # -- the rule --------------------------------------------------------------------------
 
@@ -121,6 +154,31 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
         ``ops.convert_to_tensor(value, dtype)``; ``ops.cast(value, dtype)`` would make it a
         float32 tensor first."""
         return float(value) if self.exact_hyperparameters else float(np.float32(value))
+
+    def add_moment_variables(self, variables, names):
+        """``add_optimizer_variables(variables, names)`` for a rule's moments: stored in
+        ``self.moment_dtype``.
+
+        ``"float32"`` (the default): each slot takes its variable's dtype, as Keras's slots do
+        (float32 for float32 and mixed-precision models, float64 for float64 variables).
+        ``"bfloat16"``: every moment slot is bfloat16, half the bytes of float32. The rule's
+        arithmetic stays in the variable's dtype: it reads a moment through
+        ``ops.cast(slot, dtype)`` and writes the new value rounded to bfloat16 (round to
+        nearest even), with :func:`tfoptim.optimizers._moments.store`."""
+        if self.moment_dtype == "float32":
+            return self.add_optimizer_variables(variables, names)
+        object.__setattr__(self, "_slot_dtype", self.moment_dtype)
+        try:
+            return self.add_optimizer_variables(variables, names)
+        finally:
+            object.__setattr__(self, "_slot_dtype", None)
+
+    def add_variable(self, *args, **kwargs):
+        # Inside add_moment_variables, every slot (per variable or a grouped buffer) takes the
+        # moments' dtype.
+        if getattr(self, "_slot_dtype", None) is not None:
+            kwargs["dtype"] = self._slot_dtype
+        return super().add_variable(*args, **kwargs)
 
     def update_step(self, gradient, variable, learning_rate):
         """The rule's step on one variable: a rule overrides this, or :meth:`update_phases`
@@ -257,7 +315,47 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
             gradient, ops.multiply(ops.cast(variable, gradient.dtype), self.coupled_weight_decay)
         )
 
+    def build(self, variables):
+        # Decided from the model's variables (keras.Variable, with their paths): the update
+        # may be handed the backend's variable, under tf.distribute, say.
+        self._variable_settings.update((self._var_key(v), self._settings(v)) for v in variables)
+        super().build(variables)
+
+    def settings_of(self, variable):
+        """``(rate factor, decoupled decay coefficient)`` of ``variable``: from
+        ``learning_rate_multipliers`` and ``weight_decay_overrides`` (the first pattern that
+        matches its path), Keras's ``exclude_from_weight_decay`` and ``weight_decay``. Python
+        floats, decided when the optimizer is built and fixed for its life: the compiled step
+        closes over them."""
+        key = self._var_key(variable)
+        if key not in self._variable_settings:
+            self._variable_settings[key] = self._settings(variable)
+        return self._variable_settings[key]
+
+    def _settings(self, variable):
+        group = getattr(self, "_proxy_groups", {}).get(self._var_key(variable))
+        if group is not None:
+            return group.settings
+        path = getattr(variable, "path", variable.name)
+        factor = first_match(self.learning_rate_multipliers, path, 1.0)
+        if not self._use_weight_decay(variable):
+            return factor, 0.0
+        return factor, float(first_match(self.weight_decay_overrides, path, self.weight_decay or 0.0))
+
+    def weight_decay_of(self, variable):
+        """The decoupled weight decay coefficient of ``variable`` (0.0 for none): what a
+        ``per_variable_weight_decay`` rule applies."""
+        return self.settings_of(variable)[1]
+
+    def variable_learning_rate(self, variable, learning_rate):
+        """``learning_rate`` times ``variable``'s factor from ``learning_rate_multipliers``."""
+        factor = self.settings_of(variable)[0]
+        if factor == 1.0:
+            return learning_rate
+        return ops.multiply(learning_rate, self.hyperparameter(factor))
+
     def _decay_and_update(self, variable, gradient, learning_rate):
+        learning_rate = self.variable_learning_rate(variable, learning_rate)
         self._apply_decoupled_weight_decay(variable, learning_rate)
         if self._steps_by_training_op(variable, gradient):
             dtype = variable.dtype
@@ -266,9 +364,10 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
             self.update_step(summed_duplicates(gradient), variable, learning_rate)
 
     def _apply_decoupled_weight_decay(self, variable, learning_rate):
-        if self.weight_decay and not self.weight_decay_in_rule and self._use_weight_decay(variable):
+        coefficient = self.weight_decay_of(variable)
+        if coefficient and not self.weight_decay_in_rule:
             rate = ops.cast(learning_rate, variable.dtype)
-            decay = self.hyperparameter(self.weight_decay)
+            decay = self.hyperparameter(coefficient)
             self.assign_sub(variable, ops.multiply(ops.multiply(variable, decay), rate))
 
     # -- config ----------------------------------------------------------------------------
@@ -294,6 +393,8 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
             skip_nonfinite=self.skip_nonfinite,
             exact_hyperparameters=self.exact_hyperparameters,
             fast_path=self.fast_path,
+            learning_rate_multipliers=self.learning_rate_multipliers,
+            weight_decay_overrides=self.weight_decay_overrides,
         )
         for name in self._own_arguments():
             config[name] = getattr(self, name)

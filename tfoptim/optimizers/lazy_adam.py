@@ -41,6 +41,10 @@ class LazyAdam(Adam):
         epsilon: > 0. Defaults to 1e-7.
         amsgrad: use the running maximum of ``v`` (AMSGrad). Defaults to False.
         bias_corrected_epsilon: where epsilon goes, see :class:`Adam`. Defaults to False.
+        cautious: must stay False: the cautious mask is rescaled by its mean over the whole
+            variable, which a step over some rows does not see.
+        moment_dtype: ``"float32"`` or ``"bfloat16"``, as in :class:`Adam` (the rows' moments
+            are rounded when written).
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
@@ -54,9 +58,16 @@ class LazyAdam(Adam):
         epsilon=1e-7,
         amsgrad=False,
         bias_corrected_epsilon=False,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
+        if cautious:
+            raise ValueError(
+                "`cautious` of LazyAdam must be False (its sparse steps see some rows of a "
+                f"variable, the mask's mean needs all). Received: cautious={cautious!r}"
+            )
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -64,6 +75,7 @@ class LazyAdam(Adam):
             epsilon=epsilon,
             amsgrad=amsgrad,
             bias_corrected_epsilon=bias_corrected_epsilon,
+            moment_dtype=moment_dtype,
             name=name,
             **kwargs,
         )
@@ -88,22 +100,23 @@ class LazyAdam(Adam):
             # ``ops.take`` would first read the whole slot, and once the slot has had a
             # sparse update TensorFlow copies it on every such read: the cost of the table,
             # not of the batch.
-            return tf.gather(tf_variable(slot), rows)
+            return ops.cast(tf.gather(tf_variable(slot), rows), dtype)
 
         def update_rows(slot, rows_value):
-            self.assign(slot, tf.IndexedSlices(rows_value, rows))
+            # The rows as stored (rounded to a bfloat16 slot), for the step.
+            if keras.backend.standardize_dtype(slot.dtype) == "bfloat16" and dtype == "float64":
+                rows_value = ops.cast(rows_value, "float32")  # as _moments.store rounds
+            rows_value = ops.cast(ops.cast(rows_value, slot.dtype), dtype)
+            self.assign(slot, tf.IndexedSlices(ops.cast(rows_value, slot.dtype), rows))
+            return rows_value
 
         m_slot, v_slot = self._momentums[index], self._velocities[index]
-        m = read_rows(m_slot)
-        v = read_rows(v_slot)
-        m = ops.add(m, ops.multiply(ops.subtract(g, m), 1 - self.beta_1))
-        v = ops.add(v, ops.multiply(ops.subtract(ops.square(g), v), 1 - self.beta_2))
-        update_rows(m_slot, m)
-        update_rows(v_slot, v)
+        m, v = read_rows(m_slot), read_rows(v_slot)
+        m = update_rows(m_slot, ops.add(m, ops.multiply(ops.subtract(g, m), 1 - self.beta_1)))
+        v = update_rows(v_slot, ops.add(v, ops.multiply(ops.subtract(ops.square(g), v), 1 - self.beta_2)))
         if self.amsgrad:
             v_hat_slot = self._velocity_hats[index]
-            v = ops.maximum(read_rows(v_hat_slot), v)
-            update_rows(v_hat_slot, v)
+            v = update_rows(v_hat_slot, ops.maximum(read_rows(v_hat_slot), v))
         delta = adam_step(
             m, v, self.epsilon, learning_rate, correction_1, correction_2, self.bias_corrected_epsilon
         )

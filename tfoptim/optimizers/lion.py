@@ -1,9 +1,9 @@
 import keras
 from keras import ops
 
-from tfoptim._validation import check_range, check_unit_interval
-from tfoptim.optimizers._moments import decay_and_add
-from tfoptim.optimizers.base import Optimizer
+from tfoptim._validation import check_choice, check_range, check_unit_interval
+from tfoptim.optimizers._moments import cautious, decay_and_add, read, store
+from tfoptim.optimizers.base import MOMENT_DTYPES, Optimizer
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -35,6 +35,17 @@ class Lion(Optimizer):
     only where ``c`` cancels to within rounding. The authors' code and ``pytorch_optimizer``
     default to a rate of 1e-4.
 
+    ``cautious=True`` (C-Lion, Liang et al. 2024) zeroes the components of ``sign(c)`` that
+    disagree with ``g`` and rescales the rest by the share kept (see
+    :func:`tfoptim.optimizers._moments.cautious`)::
+
+        mask  =  (sign(c) * g > 0)
+        theta <- theta - alpha * sign(c) * mask / max(mean(mask), 1e-3)
+
+    as timm's ``Lion(caution=True)``; the authors' ``c_lion.py`` and ``pytorch_optimizer``
+    divide by ``(sum(mask) + 1) / size`` instead. ``moment_dtype="bfloat16"`` stores ``m`` in
+    bfloat16 (computed in the variable's dtype, rounded when written, see :class:`Adam`).
+
     Reference: Chen et al., "Symbolic Discovery of Optimization Algorithms" (NeurIPS 2023,
     arXiv:2302.06675), Algorithm 2; official implementation google/automl (``lion``).
 
@@ -44,21 +55,37 @@ class Lion(Optimizer):
         beta_1: weight of the momentum in the step's direction, in [0, 1]; 0 steps by the sign
             of the gradient, 1 by the sign of the momentum alone. Defaults to 0.9.
         beta_2: decay of the momentum, in [0, 1). Defaults to 0.99.
+        cautious: mask the step where it disagrees with the gradient. Defaults to False.
+        moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``. Defaults to
+            ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
     increment_only = True
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name=None, **kwargs):
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.99,
+        cautious=False,
+        moment_dtype="float32",
+        name=None,
+        **kwargs,
+    ):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.beta_1 = check_range("beta_1", beta_1, 0.0, 1.0)
         self.beta_2 = check_unit_interval("beta_2", beta_2)
+        self.cautious = bool(cautious)
+        self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
+        # The mask's mean runs over each variable: grouped small variables would share it.
+        self.elementwise = not self.cautious
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._momentums = self.add_optimizer_variables(variables, "momentum")
+        self._momentums = self.add_moment_variables(variables, "momentum")
 
     def update_phases(self):
         # Both phases read the old momentum; apart, XLA updates the weights and the momentum
@@ -70,11 +97,19 @@ class Lion(Optimizer):
         gradient = ops.cast(gradient, dtype)
         learning_rate = ops.cast(learning_rate, dtype)
         beta_1 = self.hyperparameter(self.beta_1)
-        m = self._momentums[self._get_variable_index(variable)]
+        m = read(self._momentums[self._get_variable_index(variable)], dtype)
         direction = ops.add(ops.multiply(m, beta_1), ops.multiply(gradient, 1.0 - beta_1))
-        self.assign_sub(variable, ops.multiply(learning_rate, ops.sign(direction)))
+        update = ops.sign(direction)
+        if self.cautious:
+            update = cautious(update, gradient)
+        self.assign_sub(variable, ops.multiply(learning_rate, update))
 
     def _update_momentum(self, gradient, variable, learning_rate):
         beta_2 = self.hyperparameter(self.beta_2)
-        m = self._momentums[self._get_variable_index(variable)]
-        decay_and_add(self, m, beta_2, ops.cast(gradient, variable.dtype), 1.0 - beta_2)
+        slot = self._momentums[self._get_variable_index(variable)]
+        gradient = ops.cast(gradient, variable.dtype)
+        if self.moment_dtype == "float32":
+            decay_and_add(self, slot, beta_2, gradient, 1.0 - beta_2)
+            return
+        m = read(slot, variable.dtype)
+        store(self, slot, ops.add(ops.multiply(m, beta_2), ops.multiply(gradient, 1.0 - beta_2)))

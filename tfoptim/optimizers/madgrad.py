@@ -52,6 +52,7 @@ class MADGRAD(Optimizer):
 
     #: MADGRAD decays after its step, from the weights before it.
     weight_decay_in_rule = True
+    per_variable_weight_decay = True
 
     def __init__(self, learning_rate=0.01, momentum=0.9, epsilon=1e-6, name=None, **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -94,7 +95,8 @@ class MADGRAD(Optimizer):
         z = ops.subtract(x0, ops.divide(s, _denominator(v, self.epsilon)))
         if self.momentum:
             z = ops.add(ops.multiply(variable, self.momentum), ops.multiply(z, 1 - self.momentum))
-        if self.weight_decay and self._use_weight_decay(variable):
-            rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(self.weight_decay)), dtype)
+        decay = self.weight_decay_of(variable)
+        if decay:
+            rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(decay)), dtype)
             z = ops.subtract(z, ops.multiply(old, rate))
         self.assign(variable, z)

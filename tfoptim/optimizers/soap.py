@@ -124,6 +124,7 @@ class SOAP(Optimizer):
 
     fast_path_compatible = False
     weight_decay_in_rule = True
+    per_variable_weight_decay = True
 
     def __init__(
         self,
@@ -260,9 +261,10 @@ class SOAP(Optimizer):
                 update = ops.divide(update, ops.add(ops.sqrt(ops.mean(ops.square(update))), 1e-30))
             update = ops.multiply(ops.reshape(update, variable.shape), ops.cast(step_size, dtype))
             self.assign_sub(variable, ops.cast(update, variable.dtype))
-            if self.weight_decay and self._use_weight_decay(variable):
+            coefficient = self.weight_decay_of(variable)
+            if coefficient:
                 # The official p.add_(p, alpha=-lr * wd), on the updated weights.
-                decay = ops.multiply(rate, -self.hyperparameter(self.weight_decay))
+                decay = ops.multiply(rate, -self.hyperparameter(coefficient))
                 self.assign_add(variable, ops.multiply(variable, ops.cast(decay, variable.dtype)))
             accumulate_statistics()
             due = ops.equal(ops.mod(self.iterations, self.precondition_frequency), 0)
