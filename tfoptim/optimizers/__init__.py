@@ -31,6 +31,7 @@ from tfoptim.optimizers.radam import RAdam
 from tfoptim.optimizers.rmsprop import RMSprop
 from tfoptim.optimizers.schedule_free_sgd import ScheduleFreeSGD
 from tfoptim.optimizers.sgd import SGD
+from tfoptim.optimizers.shampoo import Shampoo
 from tfoptim.optimizers.soap import SOAP
 from tfoptim.optimizers.swa import SWA
 from tfoptim.optimizers.yogi import Yogi
@@ -65,6 +66,7 @@ __all__ = [
     "SGD",
     "SOAP",
     "SWA",
+    "Shampoo",
     "ScheduleFreeSGD",
     "Yogi",
     "fast_path_enabled",
