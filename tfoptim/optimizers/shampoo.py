@@ -186,7 +186,10 @@ class Shampoo(Optimizer):
 
     Cost: per block dimension two ``d x d`` matrices (the factor and its root), ``O(n * sum
     d_i)`` per step for the factors and the preconditioning, one ``eigh`` per factor every
-    ``precondition_frequency`` steps. The decompositions stay out of XLA: the fast path leaves
+    ``precondition_frequency`` steps. With the default ``target_parameter_dimensionality=1``
+    a variable of at most ``max_preconditioner_dim`` elements is merged into one vector (the
+    reference's choice): a 64x64 kernel gets two 4096 x 4096 matrices, 8192 floats per
+    parameter; ``target_parameter_dimensionality=2`` keeps matrices as matrices. The decompositions stay out of XLA: the fast path leaves
     Shampoo to Keras's per-variable loop (``fast_path`` has no effect), as for SOAP.
 
     Args:
