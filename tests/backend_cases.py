@@ -43,6 +43,8 @@ CASES = {
     "prodigy": ("Prodigy", dict(safeguard_warmup=True, use_bias_correction=True)),
     "dadapt_adam": ("DAdaptAdam", dict(use_bias_correction=True)),
     "soap": ("SOAP", dict(learning_rate=0.003, precondition_frequency=5)),
+    "shampoo": ("Shampoo", dict(learning_rate=0.01, epsilon=1e-4, max_preconditioner_dim=4, precondition_frequency=3,
+                                start_preconditioning_step=5, momentum=0.5, nesterov=True)),
     "muon": ("Muon", dict(learning_rate=0.02, exclude_output_head=False)),
     "muon_keras_polar_express": ("Muon", dict(learning_rate=0.01, convention="keras", ns_coefficients="polar_express",
                                               adjust_lr_fn="match_rms_adamw", weight_decay=0.004)),

@@ -66,6 +66,7 @@ def demo_optimizers():
         "Yogi": lambda: to.Yogi(0.05),
         "NovoGrad": lambda: to.NovoGrad(0.1),
         "SOAP": lambda: to.SOAP(0.05),
+        "Shampoo": lambda: to.Shampoo(0.05, precondition_frequency=1),
         # The 1x1 weight is the model's output head: the AdamW fallback steps everything.
         "Muon": lambda: to.Muon(0.05, weight_decay=1e-4),
         "NorMuon": lambda: to.NorMuon(0.05, adam_lr_ratio=1.0),

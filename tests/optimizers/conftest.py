@@ -38,6 +38,8 @@ OPTIMIZERS = {
     "Yogi": lambda: to.Yogi(0.01, l1_regularization_strength=1e-4, l2_regularization_strength=1e-4),
     "NovoGrad": lambda: to.NovoGrad(0.01, grad_averaging=True, amsgrad=True, moment_weight_decay=1e-3),
     "SOAP": lambda: to.SOAP(0.01, max_precond_dim=8),
+    "Shampoo": lambda: to.Shampoo(0.01, epsilon=1e-3, max_preconditioner_dim=256, precondition_frequency=2, momentum=0.5,
+                                   target_parameter_dimensionality=2),
     "Muon": lambda: to.Muon(0.02, weight_decay=0.01, ns_coefficients="polar_express"),
     "NorMuon": lambda: to.NorMuon(0.02, adam_lr_ratio=0.5),
     "PSGDKron": lambda: to.PSGDKron(0.01, weight_decay=0.01, preconditioner_update_probability=0.5),

@@ -35,6 +35,7 @@ from tfoptim.optimizers.sam import SAM
 from tfoptim.optimizers.schedule_free import ScheduleFree
 from tfoptim.optimizers.schedule_free_sgd import ScheduleFreeSGD
 from tfoptim.optimizers.sgd import SGD
+from tfoptim.optimizers.shampoo import Shampoo
 from tfoptim.optimizers.soap import SOAP
 from tfoptim.optimizers.swa import SWA
 from tfoptim.optimizers.transforms import AdaptiveGradientClipping, GradientCentralization
@@ -76,6 +77,7 @@ __all__ = [
     "SWA",
     "ScheduleFree",
     "ScheduleFreeSGD",
+    "Shampoo",
     "Yogi",
     "fast_path_enabled",
     "layer_wise_learning_rate_multipliers",
