@@ -32,7 +32,9 @@ FAMILIES = {
     "adaptive": ("Adagrad", "RMSprop", "Adam", "AdamW", "Lion"),
     # TensorFlow Addons' optimizers, which have no Keras 3 release.
     "TF Addons successors": ("RAdam", "AdaBelief", "Yogi", "NovoGrad", "LARS", "LazyAdam", "ProximalAdagrad"),
-    "today's methods": ("Adan", "MADGRAD", "AdEMAMix", "ADOPT", "SOAP", "Shampoo", "Muon", "NorMuon", "PSGDKron", "ScheduleFreeSGD"),
+    "today's methods": ("Adan", "MADGRAD", "AdEMAMix", "ADOPT", "ScheduleFreeSGD"),
+    # Whole-matrix preconditioning or orthogonalisation of each weight matrix.
+    "matrix methods": ("SOAP", "Shampoo", "Muon", "NorMuon", "PSGDKron"),
     # The step size is estimated (D-Adaptation, Prodigy) or bet (COCOB), not tuned.
     "learning-rate-free": ("Prodigy", "DAdaptAdam", "COCOB"),
     # Around any other optimizer.

@@ -50,6 +50,13 @@ def demo_optimizers():
         "ScheduleFreeSGD": lambda: to.ScheduleFreeSGD(0.5),
         "Lookahead (Adam)": lambda: to.Lookahead(to.Adam(0.05)),
         "SWA (SGD momentum 0.9)": lambda: to.SWA(to.SGD(0.1, momentum=0.9), average_period=5),
+        # SAM's steps count calls: two per SAM step.
+        "SAM (Adam)": lambda: to.SAM(to.Adam(0.05), rho=0.01),
+        "ScheduleFree (SGD)": lambda: to.ScheduleFree(to.SGD(0.1)),
+        # Centralizing the 1x1 weight's gradient would zero it (one input's mean is itself):
+        # only convolution kernels are centralized, so here it steps as Adam.
+        "GradientCentralization (Adam)": lambda: to.GradientCentralization(to.Adam(0.05), conv_only=True),
+        "AdaptiveGradientClipping (Adam)": lambda: to.AdaptiveGradientClipping(to.Adam(0.05), clip_factor=0.1),
         "Prodigy": lambda: to.Prodigy(),
         "DAdaptAdam": lambda: to.DAdaptAdam(),
         "LARS": lambda: to.LARS(0.1, trust_coefficient=0.1),
@@ -202,7 +209,9 @@ def plot_curves(curves, families, optimum, path):
         hspace=gap / panel,
         wspace=0.05,
     )
-    ax_rank = fig.add_axes((1.75 / width, 0.5 / height, 1 - 1.85 / width, rank_height / height))
+    # The ranking's names at 8 points: about 0.07 inch per character.
+    names_width = max(1.75, 0.25 + 0.07 * max(len(name) for name in ranked))
+    ax_rank = fig.add_axes((names_width / width, 0.5 / height, 1 - (names_width + 0.1) / width, rank_height / height))
     first = None
     for index, family_name in enumerate(order):
         ax = fig.add_subplot(grid[index // 2, index % 2], sharex=first, sharey=first)

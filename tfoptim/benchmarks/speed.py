@@ -96,7 +96,8 @@ def twins(fast_path=True):
         # Slots of the parameter's shape; its per-dimension matrices come on top (README).
         "SOAP": (lambda: to.SOAP(), lambda: K.Adam(), 2),
         # Keras's Muon is the twin; both orthogonalise each matrix's momentum by Newton-Schulz.
-        "Muon": (lambda: to.Muon(), lambda: K.Muon(), 1),
+        # Two slots at most: the AdamW fallback's moments on the variables Muon leaves to it.
+        "Muon": (lambda: to.Muon(), lambda: K.Muon(), 2),
         "NorMuon": (lambda: to.NorMuon(), lambda: K.Muon(), 2),
         # Momentum of the parameter's shape; its Kronecker factors come on top.
         "PSGDKron": (lambda: to.PSGDKron(), lambda: K.Adam(), 1),

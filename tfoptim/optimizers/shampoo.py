@@ -186,10 +186,12 @@ class Shampoo(Optimizer):
 
     Cost: per block dimension two ``d x d`` matrices (the factor and its root), ``O(n * sum
     d_i)`` per step for the factors and the preconditioning, one ``eigh`` per factor every
-    ``precondition_frequency`` steps. With the default ``target_parameter_dimensionality=1``
-    a variable of at most ``max_preconditioner_dim`` elements is merged into one vector (the
-    reference's choice): a 64x64 kernel gets two 4096 x 4096 matrices, 8192 floats per
-    parameter; ``target_parameter_dimensionality=2`` keeps matrices as matrices. The decompositions stay out of XLA: the fast path leaves
+    ``precondition_frequency`` steps. ``target_parameter_dimensionality`` defaults to 2, one
+    deliberate difference from the reference's constructor: merging stops at two dimensions, so
+    a 64x64 kernel keeps two 64 x 64 factors (a convolution kernel becomes a matrix). The
+    reference's 1 merges any variable of at most ``max_preconditioner_dim`` elements into one
+    vector: that 64x64 kernel would get two 4096 x 4096 matrices, 8192 floats per parameter,
+    and an ``eigh`` of that size every ``precondition_frequency`` steps; pass 1 to have it. The decompositions stay out of XLA: the fast path leaves
     Shampoo to Keras's per-variable loop (``fast_path`` has no effect), as for SOAP.
 
     Args:
@@ -221,7 +223,7 @@ class Shampoo(Optimizer):
         dampening: in [0, 1). Defaults to 0.
         nesterov: Nesterov's form of the momentum. Defaults to False.
         target_parameter_dimensionality: stop merging dimensions when this many are left,
-            integer >= 1, or None to merge none. Defaults to 1.
+            integer >= 1, or None to merge none. Defaults to 2 (the reference's is 1).
         weight_decay: decoupled, added to the direction before the momentum, >= 0. Defaults
             to 1e-5.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
@@ -249,7 +251,7 @@ class Shampoo(Optimizer):
         momentum=0.0,
         dampening=0.0,
         nesterov=False,
-        target_parameter_dimensionality=1,
+        target_parameter_dimensionality=2,
         weight_decay=1e-5,
         name=None,
         **kwargs,
