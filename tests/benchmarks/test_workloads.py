@@ -249,6 +249,7 @@ def test_recsys_item_gradient_is_sparse_rows_of_the_batch():
 # Training
 
 
+@pytest.mark.variants("recsys-LazyAdam-0.03-4")
 @pytest.mark.parametrize("name, optimizer, learning_rate, steps", [
     ("gpt", "Adam", 1e-3, 3), ("resnet", "Adam", 1e-3, 3),
     # The towers start near a zero product: it takes a larger rate and a step more to fit a batch.

@@ -82,6 +82,8 @@ ROSENBROCK = {
     # The point is a vector (a diagonal preconditioner) and the steps are clipped to RMS 1.1:
     # the valley takes ~1,800 steps at 3e-3 (0.64 at 1,500 steps, 0.0045 at 2,000).
     "PSGDKron": (lambda: to.PSGDKron(0.003), 2000),
+    # The point is a vector: one 2x2 factor, its root renewed every step.
+    "Shampoo": (lambda: to.Shampoo(0.01, precondition_frequency=1, weight_decay=0.0), 5000),
 }
 
 DIGITS = {
@@ -122,6 +124,7 @@ DIGITS = {
     # The weights start at zero: eps (1e-3) lets them move, clipped to 1e-4 per unit at first.
     "AdaptiveGradientClipping": (lambda: to.AdaptiveGradientClipping(to.Adam(0.05), clip_factor=0.1), 100),
     "PSGDKron": (lambda: to.PSGDKron(0.1), 100),
+    "Shampoo": (lambda: to.Shampoo(0.05, precondition_frequency=1, epsilon=1e-8), 100),
 }
 
 

@@ -8,6 +8,7 @@ every other test checks against its references, so a case that agrees here agree
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,6 @@ import pytest
 
 from backend_cases import CASES, CHECKPOINTS, make
 from trajectory import assert_close, floatx, run
-
-# One JAX subprocess for the module: under pytest-xdist its tests share one worker.
-pytestmark = pytest.mark.xdist_group("jax_backend")
 
 # The same operations, compiled by XLA on one side and run by TensorFlow's kernels (or the
 # fast path's XLA calls, fused differently) on the other: reassociation and fused
@@ -40,18 +38,42 @@ LOOSER = {
 }
 
 
-# Session scope: pytest-xdist may interleave other modules' tests within the group, which would
-# finalize a module fixture and start the subprocess again.
-@pytest.fixture(scope="session")
-def jax_trajectories(tmp_path_factory):
-    output = tmp_path_factory.mktemp("jax") / "trajectories.npz"
+def _run_on_jax(output):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    partial = output.with_suffix(".partial.npz")
     subprocess.run(
-        [sys.executable, str(Path(__file__).parents[1] / "run_on_jax.py"), str(output)],
+        [sys.executable, str(Path(__file__).parents[1] / "run_on_jax.py"), str(partial)],
         check=True,
         env=env,
         timeout=600,
     )
+    partial.replace(output)  # whole or not at all, for the workers waiting on it
+
+
+@pytest.fixture(scope="session")
+def jax_trajectories(tmp_path_factory):
+    """One JAX subprocess per test run. Under pytest-xdist each worker asks for it: the first to
+    claim it runs it into the run's shared temporary folder, the others wait for its file."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        output = tmp_path_factory.mktemp("jax") / "trajectories.npz"
+        _run_on_jax(output)
+        return np.load(output)
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
+    output, failed = shared / "jax_trajectories.npz", shared / "jax_trajectories.failed"
+    try:
+        os.close(os.open(shared / "jax_trajectories.claim", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        deadline = time.monotonic() + 660
+        while not output.exists():
+            if failed.exists() or time.monotonic() > deadline:
+                pytest.fail("the JAX subprocess failed in another worker (its error is reported there)")
+            time.sleep(0.5)
+        return np.load(output)
+    try:
+        _run_on_jax(output)
+    except BaseException:
+        failed.touch()
+        raise
     return np.load(output)
 
 

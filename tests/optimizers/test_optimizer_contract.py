@@ -219,6 +219,7 @@ def test_embedding_model_trains_with_sparse_gradients(make_optimizer):
     trains(model, make_optimizer(), tokens, target)
 
 
+@pytest.mark.matrix("make_optimizer")
 def test_no_retracing_across_steps(make_optimizer):
     # One small variable, one large enough for the fused call.
     variables = [keras.Variable(np.ones((4, 3), "float32")), keras.Variable(np.ones((1024, 1024), "float32"))]

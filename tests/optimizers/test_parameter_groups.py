@@ -82,6 +82,7 @@ def test_grouped_small_variables_split_by_settings():
     assert groups == [((0.5, 0.0), 2), ((0.5, 0.01), 3), ((1.0, 0.0), 2), ((1.0, 0.01), 4)]
 
 
+@pytest.mark.matrix("make_optimizer")
 def test_every_optimizer_freezes_a_variable_at_factor_zero(make_optimizer):
     """A factor of 0 gives the variable a rate of 0, which stops it in every rule (the rate
     multiplies each step, the learning-rate-free ones included), while the others move. The

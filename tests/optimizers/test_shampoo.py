@@ -55,6 +55,9 @@ def expected(config_id, step):
     return [ARRAYS[f"{config_id}/step{step}/param{i}"] for i in range(len(SHAPES))]
 
 
+# ``defaults`` merges the 130x24 matrix into one vector (a 3120 x 3120 factor, as the reference
+# does): the costliest config by far, left to the second tier.
+@pytest.mark.variants("blocked", "adagrad_start", "exponents", "sgd_momentum", "no_grafting")
 @pytest.mark.parametrize("config_id", sorted(MANIFEST["configs"]))
 def test_matches_reference_trajectory(config_id):
     ours = trajectory(config_id)
