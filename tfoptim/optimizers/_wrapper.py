@@ -74,9 +74,9 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     def finalize_variable_values(self, var_list):
         self.inner_optimizer.finalize_variable_values(var_list)
 
-    def apply(self, grads, trainable_variables=None):
-        if len(grads) == 0:
-            return
+    def _built_for(self, trainable_variables):
+        """The variables an ``apply`` steps (``None``: those the optimizer was built for),
+        building the wrapper on the first call as Keras's ``apply`` does."""
         if trainable_variables is None:
             trainable_variables = self._trainable_variables
         trainable_variables = list(trainable_variables)
@@ -84,6 +84,12 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables)
             self.built = True
+        return trainable_variables
+
+    def apply(self, grads, trainable_variables=None):
+        if len(grads) == 0:
+            return
+        trainable_variables = self._built_for(trainable_variables)
         # Variables without a gradient are not stepped: left out, as the inner rule does.
         stepped = [v for g, v in zip(grads, trainable_variables) if g is not None]
         with keras.name_scope(self.name, caller=self):

@@ -84,13 +84,7 @@ class SAM(OptimizerWrapper):
     def apply(self, grads, trainable_variables=None):
         if len(grads) == 0:
             return
-        if trainable_variables is None:
-            trainable_variables = self._trainable_variables
-        trainable_variables = list(trainable_variables)
-        if not self.built:
-            with keras.name_scope(self.name, caller=self):
-                self.build(trainable_variables)
-            self.built = True
+        trainable_variables = self._built_for(trainable_variables)
         grads = list(grads)
         if keras.backend.backend() == "tensorflow":
             self._tf_alternate(grads, trainable_variables)

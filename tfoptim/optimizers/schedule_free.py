@@ -85,13 +85,7 @@ class ScheduleFree(OptimizerWrapper):
     def apply(self, grads, trainable_variables=None):
         if len(grads) == 0:
             return
-        if trainable_variables is None:
-            trainable_variables = self._trainable_variables
-        trainable_variables = list(trainable_variables)
-        if not self.built:
-            with keras.name_scope(self.name, caller=self):
-                self.build(trainable_variables)
-            self.built = True
+        trainable_variables = self._built_for(trainable_variables)
         stepped = [v for g, v in zip(grads, trainable_variables) if g is not None]
         with keras.name_scope(self.name, caller=self):
             coefficients = self._advance_average()

@@ -39,13 +39,7 @@ class GradientTransform(OptimizerWrapper):
     def apply(self, grads, trainable_variables=None):
         if len(grads) == 0:
             return
-        if trainable_variables is None:
-            trainable_variables = self._trainable_variables
-        trainable_variables = list(trainable_variables)
-        if not self.built:
-            with keras.name_scope(self.name, caller=self):
-                self.build(trainable_variables)
-            self.built = True
+        trainable_variables = self._built_for(trainable_variables)
         with keras.name_scope(self.name, caller=self):
             if self.linear:
                 grads, replicas = [None if g is None else dense(g) for g in grads], 1
