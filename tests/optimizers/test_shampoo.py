@@ -37,11 +37,14 @@ RTOL = 1e-6
 DEFAULTS_RTOL = {1: 1e-12, 2: 1e-12, 10: 1e-12, 50: 1e-12, 100: 1e-5, 200: 1e-1}
 
 
+#: The reference README's layout, where tfoptim's defaults differ (1024 and 2).
+README_LAYOUT = dict(max_preconditioner_dim=8192, target_parameter_dimensionality=1)
+
+
 def reference_shampoo(kwargs):
-    """tfoptim's Shampoo with a recorded config's arguments; the dimensions merge as in the
-    reference's constructor (``target_parameter_dimensionality=1``, where tfoptim's default is 2).
-    The reference uses Python floats (float64) for every hyperparameter."""
-    return to.Shampoo(exact_hyperparameters=True, **{"target_parameter_dimensionality": 1, **kwargs})
+    """tfoptim's Shampoo with a recorded config's arguments, blocked and merged as the recorded
+    reference was. The reference uses Python floats (float64) for every hyperparameter."""
+    return to.Shampoo(exact_hyperparameters=True, **{**README_LAYOUT, **kwargs})
 
 
 @functools.cache
@@ -186,14 +189,14 @@ def test_defaults_are_the_reference_readme_adamw_recipe():
     config = to.Shampoo().get_config()
     recipe = dict(
         learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-12, weight_decay=1e-5,
-        max_preconditioner_dim=8192, precondition_frequency=100, start_preconditioning_step=None,
+        precondition_frequency=100, start_preconditioning_step=None,
         use_bias_correction=True, grafting="adam", grafting_beta_2=0.999, grafting_epsilon=1e-8,
         momentum=0.0,
     )
     for name, value in recipe.items():
         assert config[name] == (pytest.approx(value) if isinstance(value, float) else value), name
-    # The one deliberate difference: merging stops at matrices.
-    assert config["target_parameter_dimensionality"] == 2
+    # The deliberate differences: smaller blocks, and merging stops at matrices.
+    assert (config["max_preconditioner_dim"], config["target_parameter_dimensionality"]) == (1024, 2)
 
 
 @pytest.mark.slow

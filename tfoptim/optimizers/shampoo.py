@@ -182,17 +182,23 @@ class Shampoo(Optimizer):
     ``eigh`` fails; here a non-finite gradient is for ``skip_nonfinite``, and a failed
     decomposition gives non-finite roots. Defaults: those of the reference's README example
     with Adam grafting and decoupled decay (its AdamW recipe), not its constructor's (which
-    graft nothing and precondition every step at ``lr=0.01``).
+    graft nothing and precondition every step at ``lr=0.01``), except the block size and the
+    merging below.
 
     Cost: per block dimension two ``d x d`` matrices (the factor and its root), ``O(n * sum
     d_i)`` per step for the factors and the preconditioning, one ``eigh`` per factor every
-    ``precondition_frequency`` steps. ``target_parameter_dimensionality`` defaults to 2, one
-    deliberate difference from the reference's constructor: merging stops at two dimensions, so
-    a 64x64 kernel keeps two 64 x 64 factors (a convolution kernel becomes a matrix). The
-    reference's 1 merges any variable of at most ``max_preconditioner_dim`` elements into one
-    vector: that 64x64 kernel would get two 4096 x 4096 matrices, 8192 floats per parameter,
-    and an ``eigh`` of that size every ``precondition_frequency`` steps; pass 1 to have it. The decompositions stay out of XLA: the fast path leaves
-    Shampoo to Keras's per-variable loop (``fast_path`` has no effect), as for SOAP.
+    ``precondition_frequency`` steps. Two defaults keep that within a CPU's reach, where the
+    README example (written for GPUs) does not: ``max_preconditioner_dim=1024`` (the
+    reference constructor's; the example's 8192 gives a 4096 x 4096 kernel two 4096 x 4096
+    factors and their ``eigh``), and ``target_parameter_dimensionality=2``: merging stops at two
+    dimensions, so a 64x64 kernel keeps two 64 x 64 factors (a convolution kernel becomes a
+    matrix), where the reference's 1 merges any variable of at most ``max_preconditioner_dim``
+    elements into one vector (that kernel would get two 4096 x 4096 matrices at 8192). Pass
+    ``max_preconditioner_dim=8192, target_parameter_dimensionality=1`` for the example's
+    layout. Very large variables (embedding tables) still get ``rows / 1024`` blocks of
+    1024 x 1024: leave them to another optimizer (``keras.optimizers.MultiOptimizer``). The
+    decompositions stay out of XLA: the fast path leaves Shampoo to Keras's per-variable loop
+    (``fast_path`` has no effect), as for SOAP.
 
     Args:
         learning_rate: float >= 0, ``LearningRateSchedule`` or callable. Defaults to 0.001.
@@ -202,7 +208,7 @@ class Shampoo(Optimizer):
         beta_3: weight of ``M`` in this step's filtered gradient, in [0, 1), or None for
             ``beta_1``. Defaults to None.
         epsilon: > 0, added to each factor before its inverse root. Defaults to 1e-12.
-        max_preconditioner_dim: the largest block dimension, integer >= 1. Defaults to 8192.
+        max_preconditioner_dim: the largest block dimension, integer >= 1. Defaults to 1024.
         precondition_frequency: recompute the inverse roots every this many steps, integer
             >= 1. Defaults to 100.
         start_preconditioning_step: the step of the first inverse roots, an integer >=
@@ -240,7 +246,7 @@ class Shampoo(Optimizer):
         beta_2=0.999,
         beta_3=None,
         epsilon=1e-12,
-        max_preconditioner_dim=8192,
+        max_preconditioner_dim=1024,
         precondition_frequency=100,
         start_preconditioning_step=None,
         use_bias_correction=True,
