@@ -19,6 +19,10 @@ _WRAPPERS = ("LossScaleOptimizer", "MultiOptimizer", "Optimizer", "OptimizerMap"
 _WRAPPED = {
     "Lookahead": lambda: tfoptim.optimizers.Lookahead(keras.optimizers.Adam()),
     "SWA": lambda: tfoptim.optimizers.SWA(keras.optimizers.SGD(), average_period=2),
+    "SAM": lambda: tfoptim.optimizers.SAM(keras.optimizers.Adam()),
+    "ScheduleFree": lambda: tfoptim.optimizers.ScheduleFree(keras.optimizers.Adam()),
+    "GradientCentralization": lambda: tfoptim.optimizers.GradientCentralization(keras.optimizers.Adam()),
+    "AdaptiveGradientClipping": lambda: tfoptim.optimizers.AdaptiveGradientClipping(keras.optimizers.Adam()),
 }
 
 
