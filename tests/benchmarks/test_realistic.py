@@ -114,6 +114,7 @@ def failing_candidate():
     return Candidate("Broken", "tfoptim", "raises", 1e-3, make)
 
 
+@pytest.mark.slow
 def test_a_tiny_suite_runs_and_reports_failures(monkeypatch):
     """One workload (ResNet-8 on digits), the sweep tier, the baseline and an optimizer that
     raises: its failure is a result, the baseline gives a curve and the target."""

@@ -59,6 +59,7 @@ def test_unknown_names_and_sizes_are_rejected():
 # Data
 
 
+@pytest.mark.variants("resnet", "recsys")
 @pytest.mark.parametrize("name", ["gpt", "resnet", "recsys"])
 def test_data_is_a_function_of_the_seed(name):
     """Same seed, same arrays; another seed reorders (or redraws) the training data only: the
@@ -278,6 +279,7 @@ def test_evaluate_reports_the_metric():
     assert figures["val_log_loss"] == pytest.approx(math.log(2), abs=0.05)
 
 
+@pytest.mark.slow
 def test_bench_speed_e2e_writes_rows(tmp_path, capsys):
     cli.main(["bench", "speed", "--e2e", "--quick", "--rounds", "1", "--no-fit", "--optimizers", "LazyAdam",
               "--workloads", "recsys", "--modes", "graph", "--output", str(tmp_path)])

@@ -71,7 +71,8 @@ def test_belief_is_the_spread_around_the_moving_average():
 
 
 
-@pytest.mark.variants("rectified")
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [dict(amsgrad=True, weight_decay=0.01), dict(rectify=False, total_steps=40, bias_corrected_epsilon=True)],

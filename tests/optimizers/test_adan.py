@@ -50,7 +50,8 @@ def test_first_step_has_no_gradient_difference():
         np.testing.assert_allclose(difference.numpy(), [-1.0, 0.5], rtol=1e-15)
 
 
-@pytest.mark.variants("True")
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize("no_prox", [False, True])
 def test_fast_path_follows_the_slow_path(no_prox):
     assert_fast_path_follows_slow_path(lambda fast: to.Adan(0.01, weight_decay=0.1, no_prox=no_prox, fast_path=fast), 200, 1e-12)

@@ -55,6 +55,8 @@ def test_beta_3_warmup_runs_from_beta_1_to_beta_3_in_half_life():
     np.testing.assert_allclose(slow.numpy(), 1 - 0.5 ** (1 / half_life), rtol=1e-6)
 
 
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 def test_fast_path_follows_the_slow_path():
     kwargs = dict(learning_rate=0.01, alpha_warmup=50, beta_3_warmup=100, weight_decay=0.05)
     assert_fast_path_follows_slow_path(lambda fast: to.AdEMAMix(fast_path=fast, **kwargs), 200, 1e-12)

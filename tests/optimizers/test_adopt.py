@@ -57,7 +57,8 @@ def test_first_step_only_initialises_the_second_moment():
     np.testing.assert_allclose(variable.numpy(), decayed - 0.1 * 0.5 * np.array([1.0, 0.25]), rtol=1e-6)
 
 
-@pytest.mark.variants("0.25")
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize("clip_exponent", [0.25, None])
 def test_fast_path_follows_the_slow_path(clip_exponent):
     """Same rule, fused by XLA or not, to rounding. ``beta_2=0.99``: with the default 0.9999 and

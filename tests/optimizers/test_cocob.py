@@ -39,6 +39,8 @@ def test_zero_gradients_leave_coordinates_in_place():
     np.testing.assert_array_equal(variable.numpy(), [1.0, -2.0])
 
 
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 def test_fast_path_follows_the_slow_path():
     assert_fast_path_follows_slow_path(lambda fast: to.COCOB(0.5, alpha=10.0, fast_path=fast), 200, 1e-10)
 

@@ -125,6 +125,8 @@ def test_keras_biases_and_normalization_are_excluded_by_default():
     assert [p for p, a in adapted.items() if a] == [v.path for v in model.trainable_variables if v.name == "kernel"]
 
 
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 def test_fast_path_follows_the_slow_path():
     def make(fast):
         return to.LARS(

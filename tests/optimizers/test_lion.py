@@ -173,7 +173,8 @@ def test_step_interpolates_with_beta_1_and_momentum_remembers_with_beta_2(beta_1
     np.testing.assert_allclose(momentum.numpy(), [m], rtol=1e-14)
 
 
-@pytest.mark.variants("weight_decay")
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [dict(), dict(weight_decay=0.1), dict(beta_1=0.0, coupled_weight_decay=0.01)],

@@ -55,7 +55,6 @@ def test_zero_epsilon_and_zero_gradient_give_a_zero_step():
     assert variable.numpy()[0] == 1.0 and np.isfinite(variable.numpy()[1])
 
 
-@pytest.mark.variants("0.9-100")
 # Without momentum MADGRAD's effective step grows like sqrt(t) and, among the 50,000
 # coordinates, some orbit their optimum chaotically from step ~20: XLA's reassociation (1e-16)
 # grows to 1e-2 by step 100. Ten steps still compare every operation of the rule. With momentum
@@ -63,6 +62,8 @@ def test_zero_epsilon_and_zero_gradient_give_a_zero_step():
 # moved by 1-8 ulps) reaches ~1e-13 at step 100 and 5e-12 to 6e-11 at step 200, so the
 # comparison stops at 100. 1e-10: XLA's float64 pow differs from TF's kernel in the last bit,
 # and ``x0 - s / v**(1/3)`` cancels.
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize("momentum, steps", [(0.9, 100), (0.0, 10)])
 def test_fast_path_follows_the_slow_path(momentum, steps):
     kwargs = dict(learning_rate=0.01, momentum=momentum, weight_decay=0.05)

@@ -88,7 +88,8 @@ def test_step_buffer_is_tfa_momentum_under_a_schedule():
 
 
 
-@pytest.mark.variants("gradient_buffer")
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [dict(grad_averaging=True, amsgrad=True, moment_weight_decay=0.01),

@@ -75,7 +75,8 @@ def test_no_step_below_the_threshold_unless_degenerated_to_sgd():
 
 
 
-@pytest.mark.variants("amsgrad")
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [dict(degenerated_to_sgd=True, amsgrad=True, weight_decay=0.01),

@@ -75,7 +75,8 @@ def test_no_momentum_slot_without_beta_1():
 
 
 
-@pytest.mark.variants("l1_l2")
+# Fused (XLA) against per-variable: the second tier (test_base.py keeps two in the default run).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [dict(l1_regularization_strength=0.01, l2_regularization_strength=0.01, weight_decay=0.01),
