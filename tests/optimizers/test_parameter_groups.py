@@ -199,6 +199,7 @@ def test_keras_file_resumes_exactly(tmp_path):
     lambda **kw: to.MADGRAD(0.01, weight_decay=0.1, **kw),
     lambda **kw: to.SOAP(0.01, weight_decay=0.1, max_precond_dim=8, **kw),
 ], ids=["AdamW", "Adan", "ADOPT", "MADGRAD", "SOAP"])
+@pytest.mark.variants("AdamW", "Adan", "ADOPT", "MADGRAD")  # SOAP's eigenbases: the second tier
 def test_override_zero_is_keras_exclusion(make):
     """An override of 0 gives what Keras's ``exclude_from_weight_decay`` gives, also in the
     rules that apply their decay inside their step (Adan's proximal form, ADOPT, MADGRAD, SOAP
