@@ -1,7 +1,7 @@
 """The seed document's TF1 example, modernized.
 
 The original (TF1) builds ``loss = mean((y - (2 * X * theta + 1))**2)`` and runs
-``tf.train.XOptimizer.apply_gradients`` in a session, printing step, theta and loss. It hard-codes
+``tf.train.XOptimizer.apply_gradients`` in graph mode, printing step, theta and loss. It hard-codes
 the slope's factor 2 and the intercept 1, so it only learns a scale. Here a ``Dense(1)`` layer
 learns both the weight and the bias, with each classical tfoptim optimizer, twice:
 

@@ -75,8 +75,8 @@ def compile_config(model, loss=None, metrics=None):
         metrics = metrics if metrics is not None else config.get("metrics")
     if loss is None:
         raise ValueError(
-            "A loss is needed: pass `loss=` (and `metrics=`), or return a compiled model from "
-            "`build_model`."
+            "Tuning needs a loss: pass `loss=` (and `metrics=`), or return a compiled model "
+            "from `build_model`."
         )
     return loss, metrics
 

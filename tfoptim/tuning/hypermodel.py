@@ -6,7 +6,7 @@ import math
 
 import keras_tuner
 
-from tfoptim.tuning import sampler, space
+from tfoptim.tuning import finder, sampler, space
 
 #: Steps per epoch assumed when ``build`` runs before any ``fit`` has seen the data; ``fit``
 #: rebuilds the optimizer with the exact count.
@@ -136,17 +136,7 @@ class OptimizerHyperModel(keras_tuner.HyperModel):
 
     def _compile(self, model, hp, total_steps):
         optimizer = sampler.sample_optimizer(hp, total_steps=total_steps, **self.optimizer_args)
-        loss, metrics = self.loss, self.metrics
-        if loss is None:
-            config = getattr(model, "_compile_config", None)
-            config = config.config if config is not None else {}
-            loss = config.get("loss")
-            metrics = metrics if metrics is not None else config.get("metrics")
-        if loss is None:
-            raise ValueError(
-                "OptimizerHyperModel needs a loss: pass `loss=` (and `metrics=`), or return "
-                "a compiled model from `build_model`."
-            )
+        loss, metrics = finder.compile_config(model, self.loss, self.metrics)
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
     def total_steps(self, values, steps_per_epoch=None):
