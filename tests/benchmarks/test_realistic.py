@@ -46,9 +46,9 @@ def test_baseline_warms_up_linearly_then_decays_by_a_cosine():
     assert at[warmup] == pytest.approx(rate) and at[-1] == pytest.approx(0.0, abs=1e-9)
 
 
-def raw(optimizer, curve, seed=0, factor=1.0, per_step=0.5, error=None):
+def raw(optimizer, curve, seed=0, factor=1.0, per_step=0.5, error=None, cpu_per_step=None):
     return dict(optimizer=optimizer, factor=factor, learning_rate=1e-3 * factor, seed=seed, curve=curve,
-                seconds_per_step=per_step, error=error)
+                seconds_per_step=per_step, cpu_seconds_per_step=cpu_per_step, error=error)
 
 
 def test_judge_counts_steps_and_seconds_to_target_and_keeps_failures():
@@ -56,6 +56,9 @@ def test_judge_counts_steps_and_seconds_to_target_and_keeps_failures():
     run = realistic.judge(raw("Adam", [0.1, 0.5, 0.85, 0.9], per_step=0.25), problem)
     assert (run.status, run.steps_to_target, run.final) == ("reached", 20, 0.9)
     assert run.seconds_to_target == pytest.approx(5.0) and run.seconds == pytest.approx(7.5)
+    # Seconds are CPU seconds where the run recorded them (results written before kept wall-clock).
+    run = realistic.judge(raw("Adam", [0.1, 0.5, 0.85, 0.9], per_step=0.25, cpu_per_step=0.4), problem)
+    assert run.seconds_to_target == pytest.approx(8.0) and run.seconds == pytest.approx(12.0)
     run = realistic.judge(raw("Adam", [0.1, 0.5, math.nan, math.nan]), problem)
     assert run.status == "diverged" and run.final is None and run.steps_to_target is None
     run = realistic.judge(raw("Adam", [0.1], per_step=None, error="ValueError: no"), problem)
@@ -177,3 +180,52 @@ def test_realistic_only_options_are_rejected_elsewhere():
         cli.main(["bench", "convergence", "--workloads", "gpt"])
     with pytest.raises(SystemExit, match="unknown workload"):
         cli.main(["bench", "convergence", "--suite", "realistic", "--workloads", "bert"])
+
+
+def payload_of(workloads, seeds=(0, 1, 2), seconds=10.0):
+    problems = {w: {"target": 1.0, "goal": "min"} for w in workloads}
+    settings = [dict(optimizer=name, problem=w, tuned=True, default=True, steps_to_target=steps)
+                for w in workloads for name, steps in (("Adam", 50), ("SGD", None))]
+    return {"command": f"tfoptim bench convergence --suite realistic --workloads {' '.join(workloads)}",
+            "utc": "2026-12-07T00:00:00Z", "quick": False, "seeds": list(seeds), "finalist_seeds": [0],
+            "sweep_factors": [1.0, 3.0], "seconds": seconds,
+            "optimizers": {"Adam": {}, "SGD": {}},
+            "tiers": {"sweep": {"problems": problems, "settings": settings, "runs": [{"problem": w} for w in workloads]}}}
+
+
+def test_merge_joins_disjoint_workloads_and_refuses_the_rest():
+    merged = realistic.merge([payload_of(["gpt"], seconds=30.0), payload_of(["resnet", "recsys"], seconds=50.0)])
+    entry = merged["tiers"]["sweep"]
+    assert list(entry["problems"]) == ["gpt", "resnet", "recsys"] and len(entry["runs"]) == 3
+    # The profile is recomputed over all three workloads: Adam solves each, SGD none.
+    assert entry["profile"]["tuned"]["Adam"][0] == 1.0 and entry["profile"]["tuned"]["SGD"][-1] == 0.0
+    assert merged["seconds"] == 50.0 and [p["workloads"] for p in merged["parts"]] == [["gpt"], ["recsys", "resnet"]]
+    assert "--workloads gpt && " in merged["command"]
+    with pytest.raises(ValueError, match="more than one result"):
+        realistic.merge([payload_of(["gpt"]), payload_of(["gpt"])])
+    with pytest.raises(ValueError, match="seeds"):
+        realistic.merge([payload_of(["gpt"]), payload_of(["resnet"], seeds=(0,))])
+
+
+def test_cli_merge_writes_the_joined_results(tmp_path, monkeypatch):
+    for name, workloads in (("a", ["gpt"]), ("b", ["resnet"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(payload_of(workloads)))
+    written = {}
+    monkeypatch.setattr(realistic, "write", lambda payload, output: written.update(payload=payload, output=output))
+    monkeypatch.setattr(realistic, "format_table", lambda payload: "")
+    cli.main(["bench", "convergence", "--suite", "realistic", "--merge", str(tmp_path / "a"), str(tmp_path / "b"),
+              "--output", str(tmp_path / "all")])
+    assert set(written["payload"]["tiers"]["sweep"]["problems"]) == {"gpt", "resnet"}
+    assert written["output"] == tmp_path / "all"
+    with pytest.raises(SystemExit, match="--merge"):
+        cli.main(["bench", "convergence", "--suite", "realistic", "--merge", str(tmp_path / "missing")])
+
+
+@pytest.mark.slow
+def test_a_run_past_the_cpu_limit_stops_as_a_failure(monkeypatch):
+    monkeypatch.setattr(realistic, "RUN_CPU_LIMIT", 0.0)
+    candidate = realistic.candidates()["Adam"]
+    curve, per_step, cpu_per_step, error = realistic.train(get_workload("resnet"), "sweep", candidate, 1e-3, 0, 4, 2)
+    assert error.startswith("time limit: ") and "after 2 of 4 steps" in error
+    assert per_step is None and cpu_per_step is None and len(curve) == 2

@@ -1,5 +1,6 @@
 """``tfoptim bench``: benchmarks, printed as ratios measured side by side in one run."""
 
+import json
 import platform
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def add_arguments(parser):
     convergence.add_argument("--tiers", nargs="+", choices=["sweep", "finalist"],
                              help="realistic suite: the tiers to run (default: both; the finalist tier alone "
                                   "runs the given optimizers at their default rates)")
+    convergence.add_argument("--merge", nargs="+", metavar="DIR",
+                             help="realistic suite: join the results.json of runs over disjoint --workloads "
+                                  "(run side by side to use every core) into OUTPUT; trains nothing")
     convergence.add_argument("--memory-only", action="store_true",
                              help="realistic suite: only the optimizers' state bytes on the full gpt, no training")
 
@@ -139,7 +143,7 @@ def run_search(args):
 def run_convergence(args):
     if args.suite == "realistic":
         return run_realistic(args)
-    for option in ("workloads", "tiers", "memory_only"):
+    for option in ("workloads", "tiers", "memory_only", "merge"):
         if getattr(args, option):
             raise SystemExit(f"--{option.replace('_', '-')} belongs to --suite realistic")
     from tfoptim.benchmarks import convergence, problems
@@ -176,6 +180,15 @@ def run_realistic(args):
     if args.sweep is not None and min(args.sweep) <= 0:
         raise SystemExit("--sweep factors must be > 0")
     output = Path(args.output or "tfoptim-bench/realistic")
+    if args.merge:
+        try:
+            payload = realistic.merge(json.loads((Path(d) / "results.json").read_text()) for d in args.merge)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--merge: {error}") from None
+        realistic.write(payload, output)
+        print(realistic.format_table(payload))
+        print(f"wrote {output / 'results.json'} and results.md, profile.png and curves_*.png")
+        return
     try:
         payload = realistic.run_suite(
             optimizers=args.optimizers, workloads=args.workloads,

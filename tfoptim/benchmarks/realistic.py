@@ -28,8 +28,10 @@ of its budget by construction (``target_source`` in the results says which).
 **Figures.** Steps to target: the first evaluation (every ``steps / CHECKS`` steps, on the whole
 validation split, at the weights the optimizer wants evaluated, see
 :func:`tfoptim.callbacks.evaluation_weights`) that meets the target. Seconds to target: steps
-to target times the run's median seconds per training step, the first interval (tracing)
-left out, evaluation not counted. Medians over seeds with the range; a run whose loss or
+to target times the run's median CPU seconds per training step (process time over all
+threads: what the step costs, which other work on the machine inflates far less than wall-clock
+time), the first interval (tracing) left out, evaluation not counted. A run that spends more
+than :data:`RUN_CPU_LIMIT` CPU seconds training stops as a failure. Medians over seeds with the range; a run whose loss or
 metric becomes non-finite is "diverged" and one that raises is "error"; both stay in every
 table. The performance profile is :func:`tfoptim.benchmarks.convergence.profile` over the
 three workloads, from steps.
@@ -62,12 +64,15 @@ KERAS_BUILTINS = ("AdamW", "Muon", "Lion", "Lamb", "Adafactor", "ScheduleFreeAda
 WARMUP_FRACTION = 0.1
 #: Learning-rate multipliers of the sweep tier (1, the default, always runs).
 SWEEP = (1.0, 3.0)
-SEEDS = (0, 1)
+SEEDS = (0, 1, 2)
 FINAL_SEEDS = (0,)
 FINALISTS_TFOPTIM = 3
 FINALISTS_KERAS = 2
 #: Evaluations per run (plus one at step 0).
 CHECKS = 10
+#: A run whose training has used more CPU seconds than this stops and is reported as a failure
+#: ("time limit"), so one pathological rule cannot hold the suite for hours.
+RUN_CPU_LIMIT = 900.0
 
 #: ``quick``: three optimizers, one seed, short budgets; the finalist tier on the ``"quick"``
 #: size (the full models' shapes on a few batches) for the baseline and the best other one;
@@ -131,24 +136,25 @@ def _metric_of(workload, model, data):
 
 
 def train(workload, size, candidate, rate, seed, steps, every):
-    """One ``model.fit`` run; returns ``(curve, seconds_per_step, error)``.
+    """One ``model.fit`` run; returns ``(curve, seconds_per_step, cpu_seconds_per_step, error)``.
 
     ``curve[k]`` is the validation metric after ``k * every`` steps (NaN from the first
     interval whose loss or metric is not finite, where training stops)."""
     import keras
 
     data = _data(workload.name, size, seed)
-    curve, times = [], []
+    curve, times, cpu_times = [], [], []
 
     class Record(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.start)
+            cpu_times.append(time.process_time() - self.cpu_start)
             value = _metric_of(workload, self.model, data) if math.isfinite(logs["loss"]) else math.nan
             curve.append(value)
-            if not math.isfinite(value):
+            if not math.isfinite(value) or sum(cpu_times) > RUN_CPU_LIMIT:
                 self.model.stop_training = True
 
     try:
@@ -158,10 +164,16 @@ def train(workload, size, candidate, rate, seed, steps, every):
                   callbacks=[Record()])
     except Exception as error:  # a failure is a result: report it, do not drop it
         lines = str(error).strip().splitlines() or [""]
-        return curve, None, f"{type(error).__name__}: {lines[-1].strip()}"[:300]
+        return curve, None, None, f"{type(error).__name__}: {lines[-1].strip()}"[:300]
+    if sum(cpu_times) > RUN_CPU_LIMIT and len(curve) < steps // every + 1:
+        return curve, None, None, (f"time limit: {sum(cpu_times):.0f} CPU seconds of training after "
+                                   f"{(len(curve) - 1) * every} of {steps} steps (limit {RUN_CPU_LIMIT:.0f})")
     curve += [math.nan] * (steps // every + 1 - len(curve))
-    per_step = float(np.median(times[1:] if len(times) > 1 else times)) / every
-    return curve, per_step, None
+
+    def per_step(seconds):
+        return float(np.median(seconds[1:] if len(seconds) > 1 else seconds)) / every
+
+    return curve, per_step(times), per_step(cpu_times), None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +200,10 @@ def judge(raw, problem):
     run = convergence._judge(raw["optimizer"], problem, raw["factor"], raw["learning_rate"], raw["seed"],
                              np.asarray(raw["curve"], dtype=float), 0.0)
     steps_run = (len(raw["curve"]) - 1) * problem.every
-    run.seconds = raw["seconds_per_step"] * steps_run
-    run.seconds_to_target = None if run.steps_to_target is None else raw["seconds_per_step"] * run.steps_to_target
+    # CPU seconds (see the module's docstring); results written before they were recorded keep wall-clock.
+    per_step = raw.get("cpu_seconds_per_step") or raw["seconds_per_step"]
+    run.seconds = per_step * steps_run
+    run.seconds_to_target = None if run.steps_to_target is None else per_step * run.steps_to_target
     return run
 
 
@@ -246,9 +260,9 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
 
     def run(candidate, factor, seed):
         rate = candidate.default_learning_rate * factor
-        curve, per_step, error = train(workload, size, candidate, rate, seed, steps, every)
+        curve, per_step, cpu_per_step, error = train(workload, size, candidate, rate, seed, steps, every)
         raws.append(dict(optimizer=candidate.name, factor=factor, learning_rate=rate, seed=seed, curve=curve,
-                         seconds_per_step=per_step, error=error))
+                         seconds_per_step=per_step, cpu_seconds_per_step=cpu_per_step, error=error))
 
     bar = tqdm(chosen, desc=f"{workload.name} {tier}", unit="optimizer", disable=not progress)
     for candidate in bar:
@@ -376,8 +390,9 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
             "finalists": "per workload: the baseline, the best tfoptim optimizers and the best Keras built-ins "
                          "of the sweep tier (keras.AdamW always), at their sweep-tier factors",
             "target": "the size's stated target, else the tuned baseline's median final metric in the tier",
-            "seconds_to_target": "steps to target x the run's median seconds per step (tracing and evaluation "
-                                 "left out)",
+            "seconds_to_target": "steps to target x the run's median CPU seconds (process time, all threads) "
+                                 "per step (tracing and evaluation left out)",
+            "time_limit": f"a run stops as a failure past {RUN_CPU_LIMIT:.0f} CPU seconds of training",
         },
         "optimizers": {c.name: {"source": c.source, "description": c.description,
                                 "default_learning_rate": c.default_learning_rate} for c in chosen},
@@ -409,6 +424,46 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
         payload["memory"] = {"workload": "gpt", "size": "full", "optimizers": memory(measured)}
     payload["seconds"] = time.perf_counter() - started
     return payload
+
+
+def merge(payloads):
+    """One payload from the results of runs over disjoint workloads (``--workloads`` split over
+    processes, to use every core): tiers' problems, settings and runs joined, profiles
+    recomputed over all the workloads. Raises ``ValueError`` where the runs' rules differ or a
+    workload appears twice."""
+    payloads = list(payloads)
+    if not payloads:
+        raise ValueError("`merge` needs at least one results payload")
+    keys = ("quick", "seeds", "finalist_seeds", "sweep_factors")
+    first = payloads[0]
+    for other in payloads[1:]:
+        differing = [k for k in keys if other.get(k) != first.get(k)]
+        if differing:
+            raise ValueError(f"results differ in {differing}: merge runs made with the same settings")
+    merged = {k: v for k, v in first.items() if k not in ("tiers", "seconds", "memory", "profile")}
+    merged["command"] = " && ".join(p["command"] or "tfoptim bench convergence --suite realistic" for p in payloads)
+    merged["utc"] = max(p["utc"] for p in payloads)
+    merged["optimizers"] = {k: v for p in payloads for k, v in p["optimizers"].items()}
+    merged["tiers"] = {}
+    for payload in payloads:
+        for tier, entry in payload["tiers"].items():
+            into = merged["tiers"].setdefault(tier, {"problems": {}, "settings": [], "runs": []})
+            twice = set(into["problems"]) & set(entry["problems"])
+            if twice:
+                raise ValueError(f"workloads {sorted(twice)} appear in more than one result of the {tier} tier")
+            into["problems"].update(entry["problems"])
+            into["settings"] += entry["settings"]
+            into["runs"] += entry["runs"]
+    for entry in merged["tiers"].values():
+        entry["profile"] = _profile(entry)
+    merged["parts"] = [{"command": p["command"], "workloads": sorted({w for e in p["tiers"].values() for w in e["problems"]}),
+                        "seconds": p.get("seconds")} for p in payloads]
+    if all("seconds" in p for p in payloads):
+        merged["seconds"] = max(p["seconds"] for p in payloads)  # the parts ran side by side
+    memory = [p["memory"] for p in payloads if "memory" in p]
+    if memory:
+        merged["memory"] = memory[0]
+    return merged
 
 
 def _profile(entry):
@@ -467,7 +522,9 @@ def format_markdown(payload):
         f"(finalists {payload['finalist_seeds']}); learning-rate factors {[round(f, 4) for f in payload['sweep_factors']]}"
         f" times each default; {machine['cpu_count']} CPU cores, Python {machine['python']}, TensorFlow "
         f"{machine['tensorflow']}, Keras {machine['keras']}, tfoptim {machine['tfoptim']}; "
-        + (f"{payload['seconds'] / 60:.1f} minutes." if "seconds" in payload
+        + (f"{payload['seconds'] / 60:.1f} minutes" + (
+            f" ({len(payload['parts'])} processes side by side over disjoint workloads, joined with --merge)."
+            if len(payload.get("parts", ())) > 1 else ".") if "seconds" in payload
            else "**partial results**: the run's checkpoint, written after each workload of each tier."),
     ]
     states = payload.get("memory", {}).get("optimizers", {})
@@ -491,7 +548,7 @@ def format_markdown(payload):
                 f"{problem['steps']} steps, evaluated every {problem['every']}; model {problem['model']}, "
                 f"data {problem['data']}.", "",
                 "| optimizer | default: steps to target | default final | tuned factor (rate) | steps to target "
-                "(per seed) | seconds to target | final (range) | failures | state B/param (gpt) |",
+                "(per seed) | CPU seconds to target | final (range) | failures | state B/param (gpt) |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             ]
             rows = sorted(tuned.get(pname, {}).values(),
