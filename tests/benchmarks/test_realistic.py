@@ -223,9 +223,9 @@ def test_cli_merge_writes_the_joined_results(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_run_past_the_cpu_limit_stops_as_a_failure(monkeypatch):
-    monkeypatch.setattr(realistic, "RUN_CPU_LIMIT", 0.0)
+def test_a_run_past_the_cpu_limit_stops_as_a_failure():
     candidate = realistic.candidates()["Adam"]
-    curve, per_step, cpu_per_step, error = realistic.train(get_workload("resnet"), "sweep", candidate, 1e-3, 0, 4, 2)
+    curve, per_step, cpu_per_step, error = realistic.train(get_workload("resnet"), "sweep", candidate, 1e-3, 0, 4, 2,
+                                                           cpu_limit=0.0)
     assert error.startswith("time limit: ") and "after 2 of 4 steps" in error
     assert per_step is None and cpu_per_step is None and len(curve) == 2

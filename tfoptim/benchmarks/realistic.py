@@ -31,7 +31,7 @@ validation split, at the weights the optimizer wants evaluated, see
 to target times the run's median CPU seconds per training step (process time over all
 threads: what the step costs, which other work on the machine inflates far less than wall-clock
 time), the first interval (tracing) left out, evaluation not counted. A run that spends more
-than :data:`RUN_CPU_LIMIT` CPU seconds training stops as a failure. Medians over seeds with the range; a run whose loss or
+than :data:`RUN_CPU_FACTOR` times the baseline's CPU seconds training stops as a failure. Medians over seeds with the range; a run whose loss or
 metric becomes non-finite is "diverged" and one that raises is "error"; both stay in every
 table. The performance profile is :func:`tfoptim.benchmarks.convergence.profile` over the
 three workloads, from steps.
@@ -70,9 +70,12 @@ FINALISTS_TFOPTIM = 3
 FINALISTS_KERAS = 2
 #: Evaluations per run (plus one at step 0).
 CHECKS = 10
-#: A run whose training has used more CPU seconds than this stops and is reported as a failure
-#: ("time limit"), so one pathological rule cannot hold the suite for hours.
-RUN_CPU_LIMIT = 900.0
+#: A run whose training has used more than this many times the CPU seconds of the baseline's
+#: first run in the same tier (and at least :data:`RUN_CPU_FLOOR`) stops and is reported as a
+#: failure ("time limit"), so one rule that is pathologically slow on a workload cannot hold the
+#: suite for hours; its other seeds are then not run.
+RUN_CPU_FACTOR = 10.0
+RUN_CPU_FLOOR = 60.0
 
 #: ``quick``: three optimizers, one seed, short budgets; the finalist tier on the ``"quick"``
 #: size (the full models' shapes on a few batches) for the baseline and the best other one;
@@ -135,7 +138,7 @@ def _metric_of(workload, model, data):
         return workload.evaluate(model, data)[workload.metric]
 
 
-def train(workload, size, candidate, rate, seed, steps, every):
+def train(workload, size, candidate, rate, seed, steps, every, cpu_limit=math.inf):
     """One ``model.fit`` run; returns ``(curve, seconds_per_step, cpu_seconds_per_step, error)``.
 
     ``curve[k]`` is the validation metric after ``k * every`` steps (NaN from the first
@@ -154,7 +157,7 @@ def train(workload, size, candidate, rate, seed, steps, every):
             cpu_times.append(time.process_time() - self.cpu_start)
             value = _metric_of(workload, self.model, data) if math.isfinite(logs["loss"]) else math.nan
             curve.append(value)
-            if not math.isfinite(value) or sum(cpu_times) > RUN_CPU_LIMIT:
+            if not math.isfinite(value) or sum(cpu_times) > cpu_limit:
                 self.model.stop_training = True
 
     try:
@@ -165,9 +168,9 @@ def train(workload, size, candidate, rate, seed, steps, every):
     except Exception as error:  # a failure is a result: report it, do not drop it
         lines = str(error).strip().splitlines() or [""]
         return curve, None, None, f"{type(error).__name__}: {lines[-1].strip()}"[:300]
-    if sum(cpu_times) > RUN_CPU_LIMIT and len(curve) < steps // every + 1:
+    if sum(cpu_times) > cpu_limit and len(curve) < steps // every + 1:
         return curve, None, None, (f"time limit: {sum(cpu_times):.0f} CPU seconds of training after "
-                                   f"{(len(curve) - 1) * every} of {steps} steps (limit {RUN_CPU_LIMIT:.0f})")
+                                   f"{(len(curve) - 1) * every} of {steps} steps (limit {cpu_limit:.0f})")
     curve += [math.nan] * (steps // every + 1 - len(curve))
 
     def per_step(seconds):
@@ -257,13 +260,18 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
 
     size, steps, every = _tier_budget(workload, tier, quick)
     raws = []
+    limit = [math.inf]
 
     def run(candidate, factor, seed):
         rate = candidate.default_learning_rate * factor
-        curve, per_step, cpu_per_step, error = train(workload, size, candidate, rate, seed, steps, every)
+        curve, per_step, cpu_per_step, error = train(workload, size, candidate, rate, seed, steps, every, limit[0])
         raws.append(dict(optimizer=candidate.name, factor=factor, learning_rate=rate, seed=seed, curve=curve,
                          seconds_per_step=per_step, cpu_seconds_per_step=cpu_per_step, error=error))
+        if candidate.name == BASELINE and math.isinf(limit[0]) and cpu_per_step is not None:
+            limit[0] = max(RUN_CPU_FLOOR, RUN_CPU_FACTOR * cpu_per_step * steps)
 
+    # The baseline first: its first run sets the time limit of the others.
+    chosen = sorted(chosen, key=lambda c: c.name != BASELINE)
     bar = tqdm(chosen, desc=f"{workload.name} {tier}", unit="optimizer", disable=not progress)
     for candidate in bar:
         for factor in factors_of[candidate.name]:
@@ -273,6 +281,9 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
             mine = [r for r in raws if r["optimizer"] == candidate.name]
             problem = Problem(workload.name, workload.goal, None, every)
             _, tuned = convergence.pick(convergence.summarize([judge(r, problem) for r in mine], problem), problem)
+            first = next(r for r in mine if r["factor"] == tuned["factor"])
+            if (first["error"] or "").startswith("time limit"):
+                continue  # another seed would only spend the limit again
             for seed in seeds[1:]:
                 run(candidate, tuned["factor"], seed)
     bar.close()
@@ -392,7 +403,8 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
             "target": "the size's stated target, else the tuned baseline's median final metric in the tier",
             "seconds_to_target": "steps to target x the run's median CPU seconds (process time, all threads) "
                                  "per step (tracing and evaluation left out)",
-            "time_limit": f"a run stops as a failure past {RUN_CPU_LIMIT:.0f} CPU seconds of training",
+            "time_limit": f"a run stops as a failure past {RUN_CPU_FACTOR:g} x the CPU seconds of training of the "
+                          f"baseline's first run in the tier (at least {RUN_CPU_FLOOR:g}); its other seeds do not run",
         },
         "optimizers": {c.name: {"source": c.source, "description": c.description,
                                 "default_learning_rate": c.default_learning_rate} for c in chosen},
