@@ -203,8 +203,12 @@ def test_merge_joins_disjoint_workloads_and_refuses_the_rest():
     assert "--workloads gpt && " in merged["command"]
     with pytest.raises(ValueError, match="more than one result"):
         realistic.merge([payload_of(["gpt"]), payload_of(["gpt"])])
-    with pytest.raises(ValueError, match="seeds"):
-        realistic.merge([payload_of(["gpt"]), payload_of(["resnet"], seeds=(0,))])
+    # Parts may use different seeds (each workload's entry records its own), not different sweeps.
+    assert realistic.merge([payload_of(["gpt"]), payload_of(["resnet"], seeds=(0, 1))])["seeds"] == [0, 1, 2]
+    other = payload_of(["resnet"])
+    other["sweep_factors"] = [1.0]
+    with pytest.raises(ValueError, match="sweep_factors"):
+        realistic.merge([payload_of(["gpt"]), other])
 
 
 def test_cli_merge_writes_the_joined_results(tmp_path, monkeypatch):

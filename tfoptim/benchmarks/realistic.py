@@ -305,6 +305,7 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
     spec = workload.sizes[size]
     entry = {
         "description": workload.description,
+        "seeds": list(seeds),
         "metric": workload.metric,
         "goal": workload.goal,
         "size": size,
@@ -446,7 +447,7 @@ def merge(payloads):
     payloads = list(payloads)
     if not payloads:
         raise ValueError("`merge` needs at least one results payload")
-    keys = ("quick", "seeds", "finalist_seeds", "sweep_factors")
+    keys = ("quick", "finalist_seeds", "sweep_factors")
     first = payloads[0]
     for other in payloads[1:]:
         differing = [k for k in keys if other.get(k) != first.get(k)]
@@ -455,6 +456,8 @@ def merge(payloads):
     merged = {k: v for k, v in first.items() if k not in ("tiers", "seconds", "memory", "profile")}
     merged["command"] = " && ".join(p["command"] or "tfoptim bench convergence --suite realistic" for p in payloads)
     merged["utc"] = max(p["utc"] for p in payloads)
+    # Seeds may differ between parts (each workload's entry says its own).
+    merged["seeds"] = sorted({s for p in payloads for s in p["seeds"]})
     merged["optimizers"] = {k: v for p in payloads for k, v in p["optimizers"].items()}
     merged["tiers"] = {}
     for payload in payloads:
@@ -557,7 +560,9 @@ def format_markdown(payload):
             out += [
                 "", f"### {pname} ({tier} tier, size `{problem['size']}`)", "",
                 f"Target: {problem['metric']} {goal} {target} ({problem['target_source']}); budget "
-                f"{problem['steps']} steps, evaluated every {problem['every']}; model {problem['model']}, "
+                f"{problem['steps']} steps, evaluated every {problem['every']}"
+                + (f"; seeds {problem['seeds']}" if "seeds" in problem else "")
+                + f"; model {problem['model']}, "
                 f"data {problem['data']}.", "",
                 "| optimizer | default: steps to target | default final | tuned factor (rate) | steps to target "
                 "(per seed) | CPU seconds to target | final (range) | failures | state B/param (gpt) |",
