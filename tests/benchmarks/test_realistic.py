@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tfoptim import cli
-from tfoptim.benchmarks import realistic
+from tfoptim.benchmarks import convergence, realistic
 from tfoptim.benchmarks.convergence import Candidate
 from tfoptim.benchmarks.workloads import get_workload
 
@@ -118,15 +118,26 @@ def failing_candidate():
 
 
 @pytest.mark.slow
-def test_a_tiny_suite_runs_and_reports_failures(monkeypatch):
+def test_a_tiny_suite_runs_and_reports_failures(monkeypatch, tmp_path):
     """One workload (ResNet-8 on digits), the sweep tier, the baseline and an optimizer that
-    raises: its failure is a result, the baseline gives a curve and the target."""
+    raises: its failure is a result, the baseline gives a curve and the target. Run again from
+    its journal, it trains nothing and reports the same."""
     monkeypatch.setitem(realistic.QUICK_STEPS, "sweep", 4)
     monkeypatch.setattr(realistic, "QUICK_CHECKS", 2)
     known = {**realistic.candidates(), "Broken": failing_candidate()}
     monkeypatch.setattr(realistic, "candidates", lambda: known)
-    payload = realistic.run_suite(optimizers=[realistic.BASELINE, "Broken"], workloads=["resnet"],
-                                  tiers=("sweep",), quick=True, sweep=(1.0,), progress=False, with_memory=False)
+
+    def suite(reuse):
+        return realistic.run_suite(optimizers=[realistic.BASELINE, "Broken"], workloads=["resnet"],
+                                   tiers=("sweep",), quick=True, sweep=(1.0,), progress=False, with_memory=False,
+                                   journal=tmp_path / "runs.jsonl", reuse=reuse)
+
+    payload = suite(reuse=False)
+    resumed = suite(reuse=True)
+    assert (payload["reused_runs"], resumed["reused_runs"]) == (0, 2)
+    # The journal keeps what results.json keeps (floats to the digits written there).
+    written = convergence._jsonable
+    assert written(resumed["tiers"]["sweep"]["settings"]) == written(payload["tiers"]["sweep"]["settings"])
     entry = payload["tiers"]["sweep"]
     problem = entry["problems"]["resnet"]
     assert (problem["size"], problem["steps"], problem["every"]) == ("sweep", 4, 2)
@@ -233,3 +244,25 @@ def test_a_run_past_the_cpu_limit_stops_as_a_failure():
                                                            cpu_limit=0.0)
     assert error.startswith("time limit: ") and "after 2 of 4 steps" in error
     assert per_step is None and cpu_per_step is None and len(curve) == 2
+
+
+def test_journal_resumes_only_the_same_runs(tmp_path):
+    """A run recorded in the journal is reused when everything that decides it is the same."""
+    adam, sgd = realistic.candidates()["Adam"], realistic.candidates()["SGD"]
+    gpt = get_workload("gpt")
+    journal = realistic.Journal(tmp_path / "runs.jsonl", reuse=False)
+    key = realistic.Journal.key(gpt, "sweep", 100, 10, adam, 1.0, 0)
+    journal.add(key, raw("Adam", [5.0, 4.0]))
+    with (tmp_path / "runs.jsonl").open("a") as f:
+        f.write('{"key": "cut sh')  # the line an interruption cut short
+    again = realistic.Journal(tmp_path / "runs.jsonl", reuse=True)
+    assert again.get(key)["curve"] == [5.0, 4.0] and again.reused == 1
+    for other in (realistic.Journal.key(gpt, "sweep", 100, 10, adam, 3.0, 0),
+                  realistic.Journal.key(gpt, "sweep", 100, 10, adam, 1.0, 1),
+                  realistic.Journal.key(gpt, "sweep", 50, 10, adam, 1.0, 0),
+                  realistic.Journal.key(gpt, "full", 100, 10, adam, 1.0, 0),
+                  realistic.Journal.key(gpt, "sweep", 100, 10, sgd, 1.0, 0)):
+        assert again.get(other) is None
+    # Without reuse the journal starts afresh.
+    realistic.Journal(tmp_path / "runs.jsonl", reuse=False)
+    assert not (tmp_path / "runs.jsonl").exists()

@@ -50,7 +50,8 @@ def add_arguments(parser):
     convergence.add_argument("--reuse", action="store_true",
                              help="take results from OUTPUT/results.json where nothing that decides them "
                                   "changed (optimizer source, problems, seeds, sweep): adding an optimizer, "
-                                  "or resuming an interrupted run, costs only the missing runs")
+                                  "or resuming an interrupted run, costs only the missing runs (realistic "
+                                  "suite: the runs recorded in OUTPUT/runs.jsonl)")
     convergence.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     convergence.add_argument("--suite", choices=["toy", "realistic"], default="toy",
                              help="toy: the small problems (default); realistic: model.fit on the gpt, resnet "
@@ -172,8 +173,8 @@ def run_realistic(args):
     from tfoptim.benchmarks import realistic
     from tfoptim.benchmarks.workloads import workloads
 
-    if args.problems or args.reuse:
-        raise SystemExit("--problems and --reuse belong to the toy suite; the realistic one takes --workloads")
+    if args.problems:
+        raise SystemExit("--problems belongs to the toy suite; the realistic one takes --workloads")
     for name in args.workloads or []:
         if name not in workloads():
             raise SystemExit(f"unknown workload {name!r}; choose from {list(workloads())}")
@@ -194,7 +195,7 @@ def run_realistic(args):
             optimizers=args.optimizers, workloads=args.workloads,
             tiers=() if args.memory_only else tuple(args.tiers or realistic.TIERS),
             seeds=args.seeds, sweep=args.sweep, quick=args.quick, progress=not args.no_progress,
-            checkpoint=output / "results.json",
+            checkpoint=output / "results.json", journal=output / "runs.jsonl", reuse=args.reuse,
         )
     except ValueError as error:
         raise SystemExit(str(error)) from None

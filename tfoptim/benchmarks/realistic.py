@@ -210,6 +210,43 @@ def judge(raw, problem):
     return run
 
 
+class Journal:
+    """Every finished run, one JSON line each in ``path`` (``runs.jsonl`` next to the results),
+    so an interrupted suite resumes where it stopped: a run is taken from the journal when its
+    workload, size, budget, optimizer (:func:`tfoptim.benchmarks.convergence.fingerprint`: its
+    code, TensorFlow and Keras), factor and seed are those of a line; anything else reruns."""
+
+    def __init__(self, path, reuse):
+        self.path = Path(path)
+        self.found = {}
+        if reuse and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by the interruption
+                    continue
+                self.found[record["key"]] = record["raw"]
+        elif self.path.exists():
+            self.path.unlink()
+        self.reused = 0
+
+    @staticmethod
+    def key(workload, size, steps, every, candidate, factor, seed):
+        spec = workload.sizes[size]
+        return json.dumps([workload.name, size, dict(spec.model), dict(spec.data), steps, every,
+                           convergence.fingerprint(candidate), float(factor), int(seed)], sort_keys=True)
+
+    def get(self, key):
+        raw = self.found.get(key)
+        self.reused += raw is not None
+        return raw
+
+    def add(self, key, raw):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(convergence._jsonable({"key": key, "raw": raw}), separators=(",", ":")) + "\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # The suite
 
@@ -251,7 +288,7 @@ def resolve_target(workload, size, raws, every):
     return tuned["final"], f"median final {workload.metric} of the tuned {BASELINE}"
 
 
-def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
+def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress, journal=None):
     """Every run of one tier on one workload; returns ``(problem_entry, settings, runs)``.
 
     ``factors_of[name]``: the factors to sweep with the first seed (the default, 1, among them).
@@ -264,9 +301,17 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
 
     def run(candidate, factor, seed):
         rate = candidate.default_learning_rate * factor
-        curve, per_step, cpu_per_step, error = train(workload, size, candidate, rate, seed, steps, every, limit[0])
-        raws.append(dict(optimizer=candidate.name, factor=factor, learning_rate=rate, seed=seed, curve=curve,
-                         seconds_per_step=per_step, cpu_seconds_per_step=cpu_per_step, error=error))
+        key = journal and Journal.key(workload, size, steps, every, candidate, factor, seed)
+        raw = journal and journal.get(key)
+        if raw is None:
+            curve, per_step, cpu_per_step, error = train(workload, size, candidate, rate, seed, steps, every,
+                                                         limit[0])
+            raw = dict(optimizer=candidate.name, factor=factor, learning_rate=rate, seed=seed, curve=curve,
+                       seconds_per_step=per_step, cpu_seconds_per_step=cpu_per_step, error=error)
+            if journal:
+                journal.add(key, raw)
+        raws.append(raw)
+        cpu_per_step = raw["cpu_seconds_per_step"]
         if candidate.name == BASELINE and math.isinf(limit[0]) and cpu_per_step is not None:
             limit[0] = max(RUN_CPU_FLOOR, RUN_CPU_FACTOR * cpu_per_step * steps)
 
@@ -365,8 +410,11 @@ def memory(chosen):
 
 
 def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seeds=None, sweep=None, quick=False,
-              progress=True, with_memory=True, checkpoint=None):
-    """The realistic suite; returns the payload written to ``results.json``."""
+              progress=True, with_memory=True, checkpoint=None, journal=None, reuse=False):
+    """The realistic suite; returns the payload written to ``results.json``.
+
+    ``journal``: a path where every finished run is recorded (:class:`Journal`); with
+    ``reuse``, the runs already recorded there are taken instead of rerun."""
     from tfoptim.benchmarks.workloads import get_workload
     from tfoptim.benchmarks.workloads import workloads as all_workloads
 
@@ -380,6 +428,7 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
         if tier not in TIERS:
             raise ValueError(f"`tiers` must be among {list(TIERS)}. Received: {tier!r}")
     chosen = [known[n] for n in names]
+    journal = Journal(journal, reuse) if journal else None
     chosen_workloads = [get_workload(w) for w in (workloads or all_workloads())]
     seeds = tuple(seeds if seeds is not None else (QUICK_SEEDS if quick else SEEDS))
     final_seeds = seeds[:1] if quick else FINAL_SEEDS
@@ -422,7 +471,8 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
                     c.name: 1.0 for c in chosen}
                 tier_chosen = [known[n] for n in finals]
                 factors_of, tier_seeds = {n: (f,) for n, f in finals.items()}, final_seeds
-            problem, settings, runs = run_tier(workload, tier, tier_chosen, factors_of, tier_seeds, quick, progress)
+            problem, settings, runs = run_tier(workload, tier, tier_chosen, factors_of, tier_seeds, quick, progress,
+                                               journal)
             entry["problems"][workload.name] = problem
             entry["settings"] += settings
             entry["runs"] += runs
@@ -436,6 +486,8 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
         measured = chosen if quick else known.values()
         payload["memory"] = {"workload": "gpt", "size": "full", "optimizers": memory(measured)}
     payload["seconds"] = time.perf_counter() - started
+    if journal:
+        payload["reused_runs"] = journal.reused
     return payload
 
 
