@@ -518,6 +518,8 @@ def merge(payloads):
             twice = set(into["problems"]) & set(entry["problems"])
             if twice:
                 raise ValueError(f"workloads {sorted(twice)} appear in more than one result of the {tier} tier")
+            for problem in entry["problems"].values():
+                problem.setdefault("seeds", payload["seeds"])  # results written before entries held them
             into["problems"].update(entry["problems"])
             into["settings"] += entry["settings"]
             into["runs"] += entry["runs"]
