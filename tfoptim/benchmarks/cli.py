@@ -23,6 +23,14 @@ def add_arguments(parser):
     speed.add_argument("--e2e", action="store_true",
                        help="also time model.fit on the gpt, resnet and recsys workloads (Adam, SGD(momentum);"
                             " LazyAdam on recsys), full size or with --quick the quick one")
+    speed.add_argument("--per-step", action="store_true",
+                       help="instead: time model.fit steps of the matrix-aware methods (Muon, NorMuon, SOAP,"
+                            " Shampoo, PSGDKron, keras.Muon; or --optimizers: tfoptim names or keras.NAME) against"
+                            " keras.AdamW on gpt, both modes in the same rounds; writes per_step.json")
+    speed.add_argument("--size", choices=["full", "sweep", "quick"],
+                       help="--per-step: the gpt size (default: sweep; --quick: quick)")
+    speed.add_argument("--steps", type=int,
+                       help="--per-step: training steps per timed epoch (default: 100 at sweep, 10 at full, all at quick)")
     search = sub.add_parser(
         "search", help="best accuracy found by autotune and sample_optimizer's defaults, against "
         "Adam(1e-3) and a 9-point grid, on named problems, with the epochs each used")
@@ -75,13 +83,18 @@ def run(args):
         return run_convergence(args)
     from tfoptim.benchmarks import speed
 
+    if args.per_step:
+        return run_per_step(args)
+    for option in ("size", "steps"):
+        if getattr(args, option):
+            raise SystemExit(f"--{option} belongs to --per-step")
     known = speed.twins()
     for name in args.optimizers or []:
         if name not in known:
             raise SystemExit(f"unknown optimizer {name!r}; choose from {sorted(known)}")
     apply_step, end_to_end = _split_workloads(args)
     fast_path = {"true": True, "false": False}.get(args.fast_path, args.fast_path)
-    results, fits, machine = speed.run_speed(
+    results, fits, machine, skipped = speed.run_speed(
         optimizers=args.optimizers,
         workloads=apply_step,
         modes=tuple(args.modes or ()),
@@ -98,15 +111,37 @@ def run(args):
         except ValueError as error:
             raise SystemExit(str(error)) from None
     machine["platform"] = platform.platform()
-    if results:
-        print(speed.format_table(results, machine))
+    if results or skipped:
+        print(speed.format_table(results, machine, skipped))
     if fits:
         print(speed.format_fit_table(fits))
     if ends is not None:
         print(speed.format_e2e_table(ends))
-    speed.write(results, machine, args.output, fits, ends)
+    speed.write(results, machine, args.output, fits, ends, skipped)
     plot = f" and {Path(args.output) / 'speed.png'}" if results else ""
     print(f"wrote {Path(args.output) / 'speed.json'}{plot}")
+
+
+def run_per_step(args):
+    """``bench speed --per-step``: :func:`tfoptim.benchmarks.speed.measure_per_step` on gpt."""
+    from tfoptim.benchmarks import speed
+
+    for option in ("e2e", "workloads"):
+        if getattr(args, option):
+            raise SystemExit(f"--{option} does not go with --per-step (it times the gpt workload)")
+    if args.quick and args.size:
+        raise SystemExit("--quick and --size: give one")
+    size = args.size or ("quick" if args.quick else "sweep")
+    try:
+        rows = speed.measure_per_step(args.optimizers or speed.PER_STEP_OPTIMIZERS, size=size,
+                                      modes=tuple(args.modes or ()), rounds=args.rounds, steps=args.steps,
+                                      progress=True)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    machine = {"backend": speed.backend(), "device": speed.device_name(), "platform": platform.platform()}
+    print(speed.format_per_step_table(rows))
+    speed.write_per_step(rows, machine, args.output)
+    print(f"wrote {Path(args.output) / 'per_step.json'}")
 
 
 def _split_workloads(args):

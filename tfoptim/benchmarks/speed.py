@@ -10,6 +10,11 @@ test assertions.
 transformer, ResNet-20 and a recommender with a million-row embedding), tfoptim's optimizer
 against its Keras twin in both modes, epochs alternating (:func:`measure_e2e`).
 
+``--per-step`` times ``model.fit`` steps of the matrix-aware methods (:data:`PER_STEP_OPTIMIZERS`,
+Keras's ``Muon`` among them) on the ``gpt`` workload against Keras's ``AdamW``, a reference rather
+than a twin: the ratio is a method's price per training step. Without XLA and with
+``jit_compile=True``, every model timed in the same rounds (:func:`measure_per_step`).
+
 On Keras's JAX backend (``KERAS_BACKEND=jax``, TensorFlow not needed: a GPU machine) there is
 one mode, ``xla``: both run ``stateless_apply`` under ``jax.jit``, the way JAX's trainer steps,
 on the default device, and the streaming bandwidth is measured there.
@@ -17,6 +22,7 @@ on the default device, and the streaming bandwidth is measured there.
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -41,6 +47,35 @@ SAME_RULE = (
     "GradientDescent", "SGD(momentum)", "DynamicGradientDescent", "Adagrad", "RMSprop", "Adam",
     "AdamW", "LazyAdam", "Lion",
 )
+
+
+def shampoo_factor_bytes(shapes, itemsize=4):
+    """Bytes of :class:`tfoptim.optimizers.Shampoo`'s factors and inverse roots (at its defaults)
+    for variables of ``shapes``: two ``d x d`` matrices per dimension of every block."""
+    from tfoptim.optimizers import shampoo
+
+    optimizer = shampoo.Shampoo()
+    total = 0
+    for shape in shapes:
+        merged = shampoo.merged_shape(shape, optimizer.max_preconditioner_dim, optimizer.target_parameter_dimensionality)
+        sizes = shampoo.block_sizes(merged, optimizer.max_preconditioner_dim)
+        blocks = math.prod(len(chunks) for chunks in sizes)
+        # A chunk of dimension i sits in every block of the other dimensions' chunks.
+        total += 2 * itemsize * sum(sum(c * c for c in chunks) * blocks // len(chunks) for chunks in sizes)
+    return total
+
+
+def skip_reason(name, workload):
+    """Why ``name`` is not timed on the apply-step ``workload``, or None. Shampoo is a matrix
+    method: on a workload of vectors it would keep a ``d x d`` factor and root per block of up to
+    1024 elements, thousands of times the parameters' memory; it is timed on the matrix ones."""
+    shapes = WORKLOADS.get(workload) or QUICK_WORKLOADS[workload]
+    if name == "Shampoo" and all(len(shape) == 1 for shape in shapes):
+        factors = shampoo_factor_bytes(shapes)
+        parameters = 4 * sum(int(np.prod(s)) for s in shapes)
+        return (f"vectors: Shampoo's factors and roots would take {factors / 2**30:.1f} GiB, "
+                f"{factors / parameters:.0f} x the parameters (it is timed on the matrix workloads)")
+    return None
 
 
 def twins(fast_path=True):
@@ -101,6 +136,8 @@ def twins(fast_path=True):
         "NorMuon": (lambda: to.NorMuon(), lambda: K.Muon(), 2),
         # Momentum of the parameter's shape; its Kronecker factors come on top.
         "PSGDKron": (lambda: to.PSGDKron(), lambda: K.Adam(), 1),
+        # Filtered gradient and Adam grafting's second moment; factors and roots on top.
+        "Shampoo": (lambda: to.Shampoo(), lambda: K.Adam(), 2),
     }
     return {name: (configured(ours), theirs, slots) for name, (ours, theirs, slots) in factories.items()}
 
@@ -479,6 +516,164 @@ def measure_e2e(name, workload, mode, rounds, size="full", fast_path=True):
     )
 
 
+#: ``--per-step``: the matrix-aware methods, each timed per training step against
+#: :data:`PER_STEP_REFERENCE` on :data:`PER_STEP_WORKLOAD` (names: tfoptim's optimizers, or
+#: ``keras.`` and the name of a Keras built-in; every one at its defaults).
+PER_STEP_OPTIMIZERS = ("Muon", "NorMuon", "SOAP", "Shampoo", "PSGDKron", "keras.Muon")
+PER_STEP_REFERENCE = "keras.AdamW"
+PER_STEP_WORKLOAD = "gpt"
+#: Training steps in a timed epoch: at the sweep size the realistic suite's whole budget (100),
+#: so every epoch holds the periodic work it would (SOAP's basis refreshes, every 10 steps;
+#: Shampoo's inverse roots, every 100 from step 100); at the full size fewer, for time (the
+#: periodic work then lands in some epochs only: the median leaves it out); at the quick size
+#: all of its data.
+PER_STEP_STEPS = {"full": 10, "sweep": 100, "quick": None}
+
+
+@dataclasses.dataclass
+class PerStepResult:
+    """``model.fit`` on a workload: an optimizer's time per training step against the
+    reference's, without XLA (``mode="graph"``) or with ``jit_compile=True`` (``"xla"``)."""
+
+    optimizer: str
+    reference: str
+    workload: str
+    size: str
+    mode: str
+    parameters: int
+    #: Training steps in one timed epoch.
+    steps: int
+    reference_ms_per_step: float
+    ms_per_step: float
+    #: Median over rounds of the epoch-time ratio optimizer / reference (paired epochs).
+    ratio: float
+    #: The same in CPU time (the process's, over all threads): what a step costs, which other
+    #: work on a shared machine inflates far less than wall-clock time.
+    reference_cpu_ms_per_step: float
+    cpu_ms_per_step: float
+    cpu_ratio: float
+    #: Bytes of the optimizer's variables over the model's trainable parameters.
+    state_bytes_per_parameter: float
+    #: The first epoch, tracing (and with XLA, compiling) included.
+    warmup_s: float
+
+
+def per_step_factory(name):
+    """The class ``name`` stands for in ``--per-step``: a tfoptim optimizer, or ``keras.NAME``
+    (a Keras built-in)."""
+    import keras
+
+    import tfoptim.optimizers as to
+
+    module, attribute = (keras.optimizers, name[len("keras."):]) if name.startswith("keras.") else (to, name)
+    found = getattr(module, attribute, None)
+    if not (isinstance(found, type) and issubclass(found, keras.optimizers.Optimizer)):
+        raise ValueError(f"unknown optimizer {name!r}: name a tfoptim optimizer or keras.NAME, a Keras built-in")
+    return found
+
+
+def measure_per_step(names, workload=PER_STEP_WORKLOAD, size="sweep", modes=None, rounds=7, steps=None,
+                     reference=PER_STEP_REFERENCE, progress=False):
+    """Milliseconds per ``model.fit`` training step of each optimizer of ``names`` (at its
+    defaults) against ``reference``'s, in each mode, on the workload at ``size``: one model per
+    optimizer and mode (the same initial weights), a warm-up epoch each, then ``rounds`` rounds
+    in which each optimizer's epoch is paired with one of the reference's in the same mode (who
+    goes first alternating). The batches are made once and cached; an epoch holds ``steps`` of
+    them (default :data:`PER_STEP_STEPS`). Optimizers keep their state from epoch to epoch, so
+    the timed steps are those after the warm-up's."""
+    from tqdm import tqdm
+
+    from tfoptim.benchmarks.workloads import get_workload
+
+    if backend() != "tensorflow":
+        raise ValueError(f"the end-to-end workloads run on Keras's TensorFlow backend, not {backend()!r}")
+    modes = modes or modes_available()
+    for mode in modes:
+        if mode not in modes_available():
+            raise ValueError(f"mode {mode!r} does not exist; choose from {modes_available()}")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"`steps` must be an integer >= 1. Received: steps={steps!r}")
+    makers = {name: per_step_factory(name) for name in (reference, *names)}
+    spec = get_workload(workload)
+    data = spec.data(size, seed=0)
+    steps = min(steps or PER_STEP_STEPS[size] or data.steps_per_epoch, data.steps_per_epoch)
+    batches = data.train().take(steps).cache()
+
+    def epoch(model):
+        """(wall-clock seconds, CPU seconds) of one epoch."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        model.fit(batches, epochs=1, verbose=0, shuffle=False)
+        return np.array([time.perf_counter() - wall, time.process_time() - cpu])
+
+    entries = [(name, mode) for mode in modes for name in (reference, *names)]
+    models, warmups = {}, {}
+    for name, mode in tqdm(entries, desc="per-step warm-up", disable=not progress):
+        model = spec.compile(spec.build_model(size, seed=0), makers[name](), jit_compile=mode == "xla")
+        warmups[name, mode] = epoch(model)[0]
+        models[name, mode] = model
+    timed = {entry: [] for entry in entries}
+    ratios = {entry: [] for entry in entries}
+    pairs = [((name, mode), (reference, mode)) for name, mode in entries if name != reference]
+    for i in tqdm(range(rounds), desc="per-step rounds", disable=not progress):
+        for ours, theirs in pairs:
+            if i % 2:
+                a, b = epoch(models[ours]), epoch(models[theirs])
+            else:
+                b, a = epoch(models[theirs]), epoch(models[ours])
+            timed[ours].append(a)
+            timed[theirs].append(b)
+            ratios[ours].append(a / b)
+    results = []
+    for (name, mode), theirs in pairs:
+        (ms, cpu_ms), (reference_ms, reference_cpu_ms) = (1e3 * np.median(timed[e], axis=0) / steps for e in ((name, mode), theirs))
+        ratio, cpu_ratio = np.median(ratios[name, mode], axis=0)
+        model = models[name, mode]
+        parameters = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+        state = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.optimizer.variables)
+        results.append(PerStepResult(
+            optimizer=name,
+            reference=reference,
+            workload=workload,
+            size=size,
+            mode=mode,
+            parameters=parameters,
+            steps=steps,
+            reference_ms_per_step=float(reference_ms),
+            ms_per_step=float(ms),
+            ratio=float(ratio),
+            reference_cpu_ms_per_step=float(reference_cpu_ms),
+            cpu_ms_per_step=float(cpu_ms),
+            cpu_ratio=float(cpu_ratio),
+            state_bytes_per_parameter=state / parameters,
+            warmup_s=warmups[name, mode],
+        ))
+    return results
+
+
+def format_per_step_table(rows):
+    lines = [
+        "model.fit per training step against the reference (ratios: medians over paired epochs, wall-clock and"
+        " CPU time; graph: no XLA, Keras's CPU default; xla: jit_compile=True); state: optimizer bytes per parameter",
+        f"{'optimizer':<12}{'reference':<13}{'workload':<9}{'size':<7}{'mode':<7}{'params':>10}{'steps':>6}"
+        f"{'ref ms':>8}{'ms':>8}{'ratio':>7}{'ref cpu':>8}{'cpu ms':>8}{'cpu ratio':>10}{'state':>7}{'warm-up s':>10}",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.optimizer:<12}{r.reference:<13}{r.workload:<9}{r.size:<7}{r.mode:<7}{r.parameters:>10}{r.steps:>6}"
+            f"{r.reference_ms_per_step:>8.1f}{r.ms_per_step:>8.1f}{r.ratio:>7.2f}{r.reference_cpu_ms_per_step:>8.1f}"
+            f"{r.cpu_ms_per_step:>8.1f}{r.cpu_ratio:>10.2f}{r.state_bytes_per_parameter:>7.1f}{r.warmup_s:>10.1f}"
+        )
+    return "\n".join(lines)
+
+
+def write_per_step(rows, machine, output):
+    """per_step.json in ``output``."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine, "per_step": [dataclasses.asdict(r) for r in rows]}
+    (output / "per_step.json").write_text(json.dumps(payload, indent=2))
+
+
 #: The end-to-end figure's optimizers (each with a same-rule Keras twin) and models.
 FIT_OPTIMIZERS = ("Adam", "SGD(momentum)", "RMSprop")
 FIT_MODELS = ("mlp", "cnn")
@@ -492,7 +687,11 @@ def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False
     optimizers = optimizers or list(twins())
     # An empty list is a choice (the end-to-end workloads only), not the default.
     workloads = list(QUICK_WORKLOADS if quick else WORKLOADS) if workloads is None else workloads
-    jobs = [(o, w, m) for w in workloads for m in modes for o in optimizers]
+    skipped = [
+        {"optimizer": o, "workload": w, "reason": skip_reason(o, w)}
+        for w in workloads for o in optimizers if skip_reason(o, w)
+    ]
+    jobs = [(o, w, m) for w in workloads for m in modes for o in optimizers if not skip_reason(o, w)]
     bar = tqdm(desc="bench speed", disable=not progress, total=len(jobs))
     machine = {"backend": backend(), "device": device_name(), "streaming_bandwidth_gbs": streaming_bandwidth(),
                "fast_path": fast_path}
@@ -509,7 +708,7 @@ def run_speed(optimizers=None, workloads=None, modes=None, rounds=7, quick=False
         chosen = [o for o in FIT_OPTIMIZERS if o in optimizers]
         fit_jobs = [(o, k) for k in FIT_MODELS for o in chosen]
         fits = [measure_fit(o, k, rounds, fast_path=fast_path) for o, k in tqdm(fit_jobs, desc="bench fit", disable=not progress)]
-    return results, fits, machine
+    return results, fits, machine, skipped
 
 
 def run_e2e(optimizers=None, workloads=None, modes=None, rounds=7, quick=False, progress=True, fast_path=True):
@@ -542,7 +741,7 @@ def kernel_stepped(names):
     return sorted({name for name in names if has_kernel(name)}) or ["none here"]
 
 
-def format_table(results, machine):
+def format_table(results, machine, skipped=()):
     on_jax = machine.get("backend") == "jax"
     device = machine.get("device", "cpu")
     bandwidth = "NumPy streaming bandwidth (triad, one thread)" if device.startswith("cpu") else (
@@ -574,6 +773,7 @@ def format_table(results, machine):
             f"{name:<24}{r.workload:<14}{r.mode:<7}{r.keras_ms:>10.2f}{r.tfoptim_ms:>12.2f}"
             f"{r.ratio:>8.2f}{r.stream_ratio:>8.2f}{r.floor_ratio:>8.2f}{r.state_slots:>6}{r.tfoptim_bandwidth_gbs:>8.1f}{share:>9.0f}%"
         )
+    lines += [f"not timed: {s['optimizer']} on {s['workload']}: {s['reason']}" for s in skipped]
     return "\n".join(lines)
 
 
@@ -629,15 +829,16 @@ def plot(results, path):
     plt.close(fig)
 
 
-def write(results, machine, output, fits=(), ends=None):
-    """speed.json (with an ``"e2e"`` list when ``ends`` is given) and, when there are apply-step
-    results, speed.png."""
+def write(results, machine, output, fits=(), ends=None, skipped=()):
+    """speed.json (with an ``"e2e"`` list when ``ends`` is given, and the jobs not timed with
+    their reasons) and, when there are apply-step results, speed.png."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": machine,
         "results": [dataclasses.asdict(r) for r in results],
         "fit": [dataclasses.asdict(f) for f in fits],
+        "skipped": list(skipped),
     }
     if ends is not None:
         payload["e2e"] = [dataclasses.asdict(e) for e in ends]
