@@ -41,7 +41,9 @@ def add_arguments(parser):
                                               "tfoptim-bench/convergence, or tfoptim-bench/realistic)")
     convergence.add_argument("--quick", action="store_true",
                              help="a handful of optimizers, short budgets, one seed (about two minutes)")
-    convergence.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all)")
+    convergence.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all); the "
+                                                             "realistic suite also takes its extra candidates "
+                                                             "by name, e.g. 'SAM(AdamW)'")
     convergence.add_argument("--problems", nargs="+", help="subset of problems (default: all)")
     convergence.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 (--quick: 0)")
     convergence.add_argument("--sweep", nargs="+", type=float, metavar="FACTOR",
@@ -56,7 +58,8 @@ def add_arguments(parser):
                              help="toy: the small problems (default); realistic: model.fit on the gpt, resnet "
                                   "and recsys workloads, a sweep tier and a finalist tier (--quick: under 5 "
                                   "minutes; --problems, --reuse: toy only)")
-    convergence.add_argument("--workloads", nargs="+", help="realistic suite: subset of gpt, resnet, recsys")
+    convergence.add_argument("--workloads", nargs="+", help="realistic suite: subset of gpt, resnet, recsys "
+                                                            "(default: those three), or resnet_nobn by name")
     convergence.add_argument("--tiers", nargs="+", choices=["sweep", "finalist"],
                              help="realistic suite: the tiers to run (default: both; the finalist tier alone "
                                   "runs the given optimizers at their default rates)")
@@ -170,13 +173,14 @@ def run_convergence(args):
 
 def run_realistic(args):
     from tfoptim.benchmarks import realistic
-    from tfoptim.benchmarks.workloads import workloads
+    from tfoptim.benchmarks.workloads import extra_workloads, workloads
 
     if args.problems or args.reuse:
         raise SystemExit("--problems and --reuse belong to the toy suite; the realistic one takes --workloads")
+    known = [*workloads(), *extra_workloads()]
     for name in args.workloads or []:
-        if name not in workloads():
-            raise SystemExit(f"unknown workload {name!r}; choose from {list(workloads())}")
+        if name not in known:
+            raise SystemExit(f"unknown workload {name!r}; choose from {known}")
     if args.sweep is not None and min(args.sweep) <= 0:
         raise SystemExit("--sweep factors must be > 0")
     output = Path(args.output or "tfoptim-bench/realistic")
