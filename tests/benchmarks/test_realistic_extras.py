@@ -106,7 +106,7 @@ def test_unknown_optimizers_name_the_extras(monkeypatch):
         realistic.run_suite(optimizers=["SAM(Adam)"], workloads=["resnet"], tiers=("sweep",), progress=False)
 
 
-def test_cli_takes_the_extra_workload_by_name_only(monkeypatch, tmp_path):
+def test_cli_takes_the_extra_workload_by_name_only_and_no_memory(monkeypatch, tmp_path):
     assert list(workloads()) == ["gpt", "resnet", "recsys"] and list(extra_workloads()) == ["resnet_nobn"]
     seen = {}
 
@@ -117,8 +117,13 @@ def test_cli_takes_the_extra_workload_by_name_only(monkeypatch, tmp_path):
     monkeypatch.setattr(realistic, "run_suite", run_suite)
     with pytest.raises(SystemExit, match="stop here"):
         cli.main(["bench", "convergence", "--suite", "realistic", "--workloads", "resnet_nobn", "--optimizers",
-                  "AGC(AdamW)", "--output", str(tmp_path)])
+                  "AGC(AdamW)", "--no-memory", "--output", str(tmp_path)])
     assert seen["workloads"] == ["resnet_nobn"] and seen["optimizers"] == ["AGC(AdamW)"]
+    assert seen["with_memory"] is False
+    with pytest.raises(SystemExit, match="exclude each other"):
+        cli.main(["bench", "convergence", "--suite", "realistic", "--memory-only", "--no-memory"])
+    with pytest.raises(SystemExit, match="--no-memory belongs to --suite realistic"):
+        cli.main(["bench", "convergence", "--no-memory"])
 
 
 def _resnet_nobn_parameters(blocks, width):

@@ -68,6 +68,8 @@ def add_arguments(parser):
                                   "(run side by side to use every core) into OUTPUT; trains nothing")
     convergence.add_argument("--memory-only", action="store_true",
                              help="realistic suite: only the optimizers' state bytes on the full gpt, no training")
+    convergence.add_argument("--no-memory", action="store_true",
+                             help="realistic suite: leave out the optimizers' state bytes on the full gpt")
 
 
 def run(args):
@@ -146,7 +148,7 @@ def run_search(args):
 def run_convergence(args):
     if args.suite == "realistic":
         return run_realistic(args)
-    for option in ("workloads", "tiers", "memory_only", "merge"):
+    for option in ("workloads", "tiers", "memory_only", "no_memory", "merge"):
         if getattr(args, option):
             raise SystemExit(f"--{option.replace('_', '-')} belongs to --suite realistic")
     from tfoptim.benchmarks import convergence, problems
@@ -183,6 +185,8 @@ def run_realistic(args):
             raise SystemExit(f"unknown workload {name!r}; choose from {known}")
     if args.sweep is not None and min(args.sweep) <= 0:
         raise SystemExit("--sweep factors must be > 0")
+    if args.memory_only and args.no_memory:
+        raise SystemExit("--memory-only and --no-memory exclude each other")
     output = Path(args.output or "tfoptim-bench/realistic")
     if args.merge:
         try:
@@ -198,7 +202,7 @@ def run_realistic(args):
             optimizers=args.optimizers, workloads=args.workloads,
             tiers=() if args.memory_only else tuple(args.tiers or realistic.TIERS),
             seeds=args.seeds, sweep=args.sweep, quick=args.quick, progress=not args.no_progress,
-            checkpoint=output / "results.json",
+            with_memory=not args.no_memory, checkpoint=output / "results.json",
         )
     except ValueError as error:
         raise SystemExit(str(error)) from None
