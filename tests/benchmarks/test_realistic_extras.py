@@ -47,7 +47,8 @@ def test_agc_candidates_clip_at_the_defaults(name, inner_type, momentum):
     assert isinstance(optimizer, to.AdaptiveGradientClipping)
     assert (optimizer.clip_factor, optimizer.eps) == (0.01, 1e-3)
     inner = optimizer.inner_optimizer
-    assert type(inner) is inner_type and float(inner.learning_rate) == pytest.approx(candidate.default_learning_rate * 3)
+    assert type(inner) is inner_type
+    assert float(inner.learning_rate) == pytest.approx(candidate.default_learning_rate * 3)
     if momentum is not None:
         assert inner.momentum == momentum
 
@@ -94,7 +95,8 @@ def test_a_multiplied_budget_runs_more_steps_and_is_judged_in_fit_steps(monkeypa
     assert (tuned["SAM(AdamW)+2x-steps"]["budget"], tuned["SAM(AdamW)+2x-steps"]["every"]) == (2, 2 * every)
     assert tuned[realistic.BASELINE]["steps_to_target"] == checks * every and "every" not in tuned[realistic.BASELINE]
     assert tuned["AdamW"]["status"] == "not reached"
-    assert payload["optimizers"]["SAM(AdamW)+2x-steps"]["budget"] == 2 and "budget" not in payload["optimizers"]["AdamW"]
+    assert payload["optimizers"]["SAM(AdamW)+2x-steps"]["budget"] == 2
+    assert "budget" not in payload["optimizers"]["AdamW"]
     realistic.write(payload, tmp_path)
     assert "| SAM(AdamW)+2x-steps |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "curves_resnet_nobn.png").stat().st_size > 0
@@ -174,6 +176,6 @@ def test_extras_train_on_the_workloads(name):
     """A few real ``fit`` steps of each kind of extra (the ResNet without BatchNorm for AGC)."""
     workload = get_workload("resnet_nobn" if name.startswith("AGC") else "resnet")
     candidate = realistic.extra_candidates()[name]
-    curve, per_step, cpu_per_step, error = realistic.train(workload, "quick", candidate, candidate.default_learning_rate,
-                                                           0, 4, 2)
+    rate = candidate.default_learning_rate
+    curve, per_step, cpu_per_step, error = realistic.train(workload, "quick", candidate, rate, 0, 4, 2)
     assert error is None and len(curve) == 3 and all(0 <= v <= 1 for v in curve) and cpu_per_step > 0

@@ -372,7 +372,6 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress):
                 run(candidate, tuned["factor"], seed)
     bar.close()
     target, source = resolve_target(workload, size, raws, every)
-    problem = Problem(workload.name, workload.goal, target, every)
     settings, runs = [], []
     for candidate in chosen:
         own = problem_of(candidate, target)
