@@ -49,7 +49,9 @@ def add_arguments(parser):
                                               "tfoptim-bench/convergence, or tfoptim-bench/realistic)")
     convergence.add_argument("--quick", action="store_true",
                              help="a handful of optimizers, short budgets, one seed (about two minutes)")
-    convergence.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all)")
+    convergence.add_argument("--optimizers", nargs="+", help="subset of optimizers (default: all); the "
+                                                             "realistic suite also takes its extra candidates "
+                                                             "by name, e.g. 'SAM(AdamW)'")
     convergence.add_argument("--problems", nargs="+", help="subset of problems (default: all)")
     convergence.add_argument("--seeds", nargs="+", type=int, help="default: 0 1 2 (--quick: 0)")
     convergence.add_argument("--sweep", nargs="+", type=float, metavar="FACTOR",
@@ -65,7 +67,8 @@ def add_arguments(parser):
                              help="toy: the small problems (default); realistic: model.fit on the gpt, resnet "
                                   "and recsys workloads, a sweep tier and a finalist tier (--quick: under 5 "
                                   "minutes; --problems, --reuse: toy only)")
-    convergence.add_argument("--workloads", nargs="+", help="realistic suite: subset of gpt, resnet, recsys")
+    convergence.add_argument("--workloads", nargs="+", help="realistic suite: subset of gpt, resnet, recsys "
+                                                            "(default: those three), or resnet_nobn by name")
     convergence.add_argument("--tiers", nargs="+", choices=["sweep", "finalist"],
                              help="realistic suite: the tiers to run (default: both; the finalist tier alone "
                                   "runs the given optimizers at their default rates)")
@@ -74,6 +77,8 @@ def add_arguments(parser):
                                   "(run side by side to use every core) into OUTPUT; trains nothing")
     convergence.add_argument("--memory-only", action="store_true",
                              help="realistic suite: only the optimizers' state bytes on the full gpt, no training")
+    convergence.add_argument("--no-memory", action="store_true",
+                             help="realistic suite: leave out the optimizers' state bytes on the full gpt")
 
 
 def run(args):
@@ -179,7 +184,7 @@ def run_search(args):
 def run_convergence(args):
     if args.suite == "realistic":
         return run_realistic(args)
-    for option in ("workloads", "tiers", "memory_only", "merge"):
+    for option in ("workloads", "tiers", "memory_only", "no_memory", "merge"):
         if getattr(args, option):
             raise SystemExit(f"--{option.replace('_', '-')} belongs to --suite realistic")
     from tfoptim.benchmarks import convergence, problems
@@ -206,15 +211,18 @@ def run_convergence(args):
 
 def run_realistic(args):
     from tfoptim.benchmarks import realistic
-    from tfoptim.benchmarks.workloads import workloads
+    from tfoptim.benchmarks.workloads import extra_workloads, workloads
 
     if args.problems:
         raise SystemExit("--problems belongs to the toy suite; the realistic one takes --workloads")
+    known = [*workloads(), *extra_workloads()]
     for name in args.workloads or []:
-        if name not in workloads():
-            raise SystemExit(f"unknown workload {name!r}; choose from {list(workloads())}")
+        if name not in known:
+            raise SystemExit(f"unknown workload {name!r}; choose from {known}")
     if args.sweep is not None and min(args.sweep) <= 0:
         raise SystemExit("--sweep factors must be > 0")
+    if args.memory_only and args.no_memory:
+        raise SystemExit("--memory-only and --no-memory exclude each other")
     output = Path(args.output or "tfoptim-bench/realistic")
     if args.merge:
         try:
@@ -230,7 +238,8 @@ def run_realistic(args):
             optimizers=args.optimizers, workloads=args.workloads,
             tiers=() if args.memory_only else tuple(args.tiers or realistic.TIERS),
             seeds=args.seeds, sweep=args.sweep, quick=args.quick, progress=not args.no_progress,
-            checkpoint=output / "results.json", journal=output / "runs.jsonl", reuse=args.reuse,
+            with_memory=not args.no_memory, checkpoint=output / "results.json", journal=output / "runs.jsonl",
+            reuse=args.reuse,
         )
     except ValueError as error:
         raise SystemExit(str(error)) from None

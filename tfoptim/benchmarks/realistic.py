@@ -39,6 +39,16 @@ three workloads, from steps.
 **Memory.** The bytes of every candidate's state on the full ``gpt`` model (all of them, not
 only those run), summed over the built optimizer's variables, per trainable parameter.
 
+**Extra candidates** (:func:`extra_candidates`): named wrappers and options that are not in
+the default list but that ``--optimizers`` accepts, to measure each against its base (SAM and
+ASAM around AdamW, also at twice the step budget; AdaptiveGradientClipping around SGD with
+momentum and AdamW; AdamW with bfloat16 moments). A candidate with a multiplied budget
+(:attr:`Extra.budget`) runs that many times the tier's steps and is evaluated every that many
+times the tier's interval (the same :data:`CHECKS` evaluations); its steps, steps to target
+and seconds count ``model.fit`` steps (gradient evaluations) like everyone's. The workloads of
+:func:`tfoptim.benchmarks.workloads.extra_workloads` (``resnet_nobn``) are likewise run by name
+only.
+
 **Sized for two CPU cores.** The full suite's cost is set by :data:`SWEEP`, :data:`SEEDS`, the
 per-size ``steps`` and the finalists; what was cut to fit, and the measured cost, are in
 ``docs/benchmarks/realistic.md``. ``quick`` keeps every rule and shrinks everything.
@@ -117,6 +127,72 @@ def candidates():
         f"keras.optimizers.AdamW, linear warm-up over {WARMUP_FRACTION:.0%} of the budget, cosine decay to 0",
         convergence._default_rate(adamw), warmup_cosine, adamw,
     )
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Extra(convergence.Candidate):
+    """A candidate of :func:`extra_candidates`: ``budget`` times the tier's steps (an integer >= 1)."""
+
+    budget: int = 1
+
+
+#: SAM's neighbourhood radius in :func:`extra_candidates`: its default (Foret et al.'s value).
+SAM_RHO = 0.05
+#: ASAM's radius: the scale-invariant neighbourhood is measured relative to the weights, and
+#: Kwon et al. use 0.5 (CIFAR-10) to 1.0; 0.05 would barely move it.
+ASAM_RHO = 0.5
+
+
+def extra_candidates():
+    """``name -> Extra``: wrappers and options measured against their base, run only by name.
+
+    * ``SAM(AdamW)``, ``ASAM(AdamW)``: :class:`tfoptim.optimizers.SAM` around tfoptim's
+      ``AdamW`` at its defaults (``rho`` :data:`SAM_RHO`; ASAM: ``adaptive=True``, ``rho``
+      :data:`ASAM_RHO`). In its alternating form each ``fit`` step is one gradient
+      evaluation and a descent comes every second step: at the tier's budget SAM makes half
+      of AdamW's descents for about the same compute (equal steps, about equal wall-clock).
+    * ``SAM(AdamW)+2x-steps``, ``ASAM(AdamW)+2x-steps``: the same at twice the budget: as many
+      descents as AdamW, twice its gradient evaluations.
+    * ``AdamW(moment_dtype=bfloat16)``: tfoptim's ``AdamW`` storing both moments in bfloat16
+      (against ``AdamW``, float32 moments).
+    * ``SGD(momentum=0.9)``: tfoptim's ``SGD`` with heavy-ball momentum 0.9 (the base of the next).
+    * ``AGC(SGD(momentum=0.9))``, ``AGC(AdamW)``:
+      :class:`tfoptim.optimizers.AdaptiveGradientClipping` at its defaults (``clip_factor``
+      0.01, ``eps`` 1e-3) around those, every variable clipped (the classifier too: a
+      candidate does not know the model; NFNets leave the classifier unclipped).
+
+    The learning rate swept is the inner optimizer's."""
+    import tfoptim.optimizers as to
+
+    adamw_rate = convergence._default_rate(to.AdamW)
+    sgd_rate = convergence._default_rate(to.SGD)
+
+    def sam(adaptive, rho):
+        return lambda rate, steps: to.SAM(to.AdamW(learning_rate=rate), rho=rho, adaptive=adaptive)
+
+    found = {}
+    for label, adaptive, rho in (("SAM", False, SAM_RHO), ("ASAM", True, ASAM_RHO)):
+        described = f"tfoptim SAM(adaptive={adaptive}, rho={rho:g}) around tfoptim AdamW, alternating calls"
+        found[f"{label}(AdamW)"] = Extra(f"{label}(AdamW)", "tfoptim", f"{described}, the tier's steps",
+                                         adamw_rate, sam(adaptive, rho), to.SAM)
+        found[f"{label}(AdamW)+2x-steps"] = Extra(
+            f"{label}(AdamW)+2x-steps", "tfoptim", f"{described}, twice the tier's steps (AdamW's descents)",
+            adamw_rate, sam(adaptive, rho), to.SAM, budget=2)
+    found["AdamW(moment_dtype=bfloat16)"] = Extra(
+        "AdamW(moment_dtype=bfloat16)", "tfoptim", "tfoptim AdamW, both moments stored in bfloat16",
+        adamw_rate, lambda rate, steps: to.AdamW(learning_rate=rate, moment_dtype="bfloat16"), to.AdamW)
+    found["SGD(momentum=0.9)"] = Extra(
+        "SGD(momentum=0.9)", "tfoptim", "tfoptim SGD, momentum 0.9, constant rate",
+        sgd_rate, lambda rate, steps: to.SGD(learning_rate=rate, momentum=0.9), to.SGD)
+    found["AGC(SGD(momentum=0.9))"] = Extra(
+        "AGC(SGD(momentum=0.9))", "tfoptim", "tfoptim AdaptiveGradientClipping (defaults) around SGD(momentum=0.9)",
+        sgd_rate, lambda rate, steps: to.AdaptiveGradientClipping(to.SGD(learning_rate=rate, momentum=0.9)),
+        to.AdaptiveGradientClipping)
+    found["AGC(AdamW)"] = Extra(
+        "AGC(AdamW)", "tfoptim", "tfoptim AdaptiveGradientClipping (defaults) around tfoptim AdamW",
+        adamw_rate, lambda rate, steps: to.AdaptiveGradientClipping(to.AdamW(learning_rate=rate)),
+        to.AdaptiveGradientClipping)
     return found
 
 
@@ -299,13 +375,20 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress, journal
     raws = []
     limit = [math.inf]
 
+    def budget(candidate):
+        return getattr(candidate, "budget", 1)
+
+    def problem_of(candidate, target=None):
+        return Problem(workload.name, workload.goal, target, every * budget(candidate))
+
     def run(candidate, factor, seed):
         rate = candidate.default_learning_rate * factor
-        key = journal and Journal.key(workload, size, steps, every, candidate, factor, seed)
+        times = budget(candidate)
+        key = journal and Journal.key(workload, size, steps * times, every * times, candidate, factor, seed)
         raw = journal and journal.get(key)
         if raw is None:
-            curve, per_step, cpu_per_step, error = train(workload, size, candidate, rate, seed, steps, every,
-                                                         limit[0])
+            curve, per_step, cpu_per_step, error = train(workload, size, candidate, rate, seed, steps * times,
+                                                         every * times, limit[0])
             raw = dict(optimizer=candidate.name, factor=factor, learning_rate=rate, seed=seed, curve=curve,
                        seconds_per_step=per_step, cpu_seconds_per_step=cpu_per_step, error=error)
             if journal:
@@ -324,7 +407,7 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress, journal
         if len(seeds) > 1:
             # The first seed picks the tuned factor (targets are not known yet: by final metric).
             mine = [r for r in raws if r["optimizer"] == candidate.name]
-            problem = Problem(workload.name, workload.goal, None, every)
+            problem = problem_of(candidate)
             _, tuned = convergence.pick(convergence.summarize([judge(r, problem) for r in mine], problem), problem)
             first = next(r for r in mine if r["factor"] == tuned["factor"])
             if (first["error"] or "").startswith("time limit"):
@@ -333,16 +416,18 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress, journal
                 run(candidate, tuned["factor"], seed)
     bar.close()
     target, source = resolve_target(workload, size, raws, every)
-    problem = Problem(workload.name, workload.goal, target, every)
     settings, runs = [], []
     for candidate in chosen:
-        judged = [judge(r, problem) for r in raws if r["optimizer"] == candidate.name]
-        records = convergence.summarize(judged, problem)
-        default, tuned = convergence.pick(records, problem)
+        own = problem_of(candidate, target)
+        judged = [judge(r, own) for r in raws if r["optimizer"] == candidate.name]
+        records = convergence.summarize(judged, own)
+        default, tuned = convergence.pick(records, own)
         for record in records:
             record["tier"] = tier
             record["default"] = record is default
             record["tuned"] = record is tuned
+            if budget(candidate) != 1:
+                record["budget"], record["every"] = budget(candidate), own.every
             if not (record["default"] or record["tuned"]):
                 record["curve"] = []
         settings += records
@@ -419,11 +504,13 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
     from tfoptim.benchmarks.workloads import workloads as all_workloads
 
     known = candidates()
+    extras = {n: c for n, c in extra_candidates().items() if n not in known}
     names = list(optimizers) if optimizers else (
         [n for n in QUICK_OPTIMIZERS if n in known] if quick else list(known))
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in known and n not in extras]
     if unknown:
-        raise ValueError(f"unknown optimizers {unknown}; choose from {sorted(known)}")
+        raise ValueError(f"unknown optimizers {unknown}; choose from {sorted(known)} or the extras {sorted(extras)}")
+    known = {**known, **{n: extras[n] for n in names if n in extras}}
     for tier in tiers:
         if tier not in TIERS:
             raise ValueError(f"`tiers` must be among {list(TIERS)}. Received: {tier!r}")
@@ -457,7 +544,8 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
                           f"baseline's first run in the tier (at least {RUN_CPU_FLOOR:g}); its other seeds do not run",
         },
         "optimizers": {c.name: {"source": c.source, "description": c.description,
-                                "default_learning_rate": c.default_learning_rate} for c in chosen},
+                                "default_learning_rate": c.default_learning_rate,
+                                **({"budget": c.budget} if getattr(c, "budget", 1) != 1 else {})} for c in chosen},
         "tiers": {},
     }
     for tier in tiers:
@@ -483,6 +571,7 @@ def run_suite(optimizers=None, workloads=None, tiers=("sweep", "finalist"), seed
     if with_memory:
         # Every candidate, not only those run (building costs little beside training), except in
         # quick mode, which stays a smoke run.
+        # The extras named are measured too.
         measured = chosen if quick else known.values()
         payload["memory"] = {"workload": "gpt", "size": "full", "optimizers": memory(measured)}
     payload["seconds"] = time.perf_counter() - started
@@ -693,7 +782,8 @@ def plot_curves(payload, workload, path):
         for i, name in enumerate(group):
             record = rows[name]
             values = np.array([np.nan if v is None else v for v in record["curve"]], dtype=float)
-            ax.plot(np.arange(len(values)) * problem["every"], values, color=cmap(i % 10), linewidth=1.2,
+            # A candidate with a multiplied budget is evaluated at its own interval.
+            ax.plot(np.arange(len(values)) * record.get("every", problem["every"]), values, color=cmap(i % 10), linewidth=1.2,
                     label=f"{name} x{record['factor']:.3g}")
         if problem["target"] is not None:
             ax.axhline(problem["target"], color="black", linestyle=":", linewidth=1.0)

@@ -12,6 +12,9 @@ offline and deterministically from what every installation already has:
   (sparse gradients) on Zipf-distributed items and labels from a planted low-rank preference;
   metric: validation log-loss (and AUC).
 
+and, by name only (:func:`extra_workloads`), ``resnet_nobn``: the ResNet without BatchNorm
+(SkipInit's zero-initialised residual gains instead).
+
 Each comes in three sizes (:data:`SIZES`):
 
 * ``"full"``: the model as described, on all of its data.
@@ -186,8 +189,17 @@ def workloads():
     return {w.name: w for w in (gpt.WORKLOAD, resnet.WORKLOAD, recsys.WORKLOAD)}
 
 
+def extra_workloads():
+    """``name -> Workload`` for the variants :func:`workloads` leaves out (so no suite runs them
+    by default), which :func:`get_workload` and ``--workloads`` take by name: ``resnet_nobn``
+    (:data:`.resnet.WORKLOAD_NO_BN`, the ResNet without BatchNorm)."""
+    from tfoptim.benchmarks.workloads import resnet
+
+    return {resnet.WORKLOAD_NO_BN.name: resnet.WORKLOAD_NO_BN}
+
+
 def get_workload(name):
-    known = workloads()
+    known = {**workloads(), **extra_workloads()}
     if name not in known:
         raise ValueError(f"`name` must be one of {list(known)}. Received: name={name!r}")
     return known[name]

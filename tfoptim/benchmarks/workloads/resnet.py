@@ -19,10 +19,27 @@ model, because TensorFlow's image transform has no XLA kernel (the model compile
 ``jit_compile=True``).
 
 **Metric**: validation accuracy.
+
+**Without BatchNorm** (``resnet_nobn``, :data:`WORKLOAD_NO_BN`, not among the default
+workloads: named with ``--workloads``): the same network and data with every BatchNorm
+removed, for normalizer-free training (adaptive gradient clipping is its use case). Without BN
+the residual branches of a deep network add up and the signal grows with depth; the model uses
+SkipInit (De & Smith, "Batch Normalization Biases Residual Blocks Towards the Identity
+Function in Deep Networks", NeurIPS 2020): each residual branch ends in a learnable scalar
+gain initialised to 0 (:class:`SkipGain`), so every block starts as the identity (the network
+as a whole starts as the stem, the shortcut convolutions and the classifier), and the
+convolutions have biases, which BN's shift provided. A block is
+``relu(x + g * conv(relu(conv(x))))``; the shortcut where the shape changes is a 1 x 1
+convolution. Deliberate difference from NFNets (Brock et al., ICML 2021): no scaled weight
+standardisation and no fixed variance-preserving scaling, only the zero-initialised gain (the
+part they share with SkipInit).
 """
+
+import dataclasses
 
 import keras
 import numpy as np
+from keras import ops
 
 from tfoptim.benchmarks.workloads import Data, Size, Workload
 
@@ -72,15 +89,30 @@ def make_data(seed, batch_size, train_examples=None, validation_examples=None):
     )
 
 
-def make_model(blocks, width=16):
-    """ResNet-(6 ``blocks`` + 2) with stages of ``width``, ``2 width`` and ``4 width`` channels."""
+@keras.saving.register_keras_serializable(package="tfoptim.benchmarks")
+class SkipGain(keras.layers.Layer):
+    """``g * x`` with one learnable scalar ``g`` initialised to 0 (SkipInit's residual gain)."""
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(shape=(), initializer="zeros", name="gain")
+
+    def call(self, x):
+        return x * ops.cast(self.gain, x.dtype)
+
+
+def make_model(blocks, width=16, batch_norm=True):
+    """ResNet-(6 ``blocks`` + 2) with stages of ``width``, ``2 width`` and ``4 width`` channels;
+    ``batch_norm=False``: without BatchNorm, with SkipInit's zero-initialised residual gains
+    and biased convolutions (see the module's docstring)."""
     layers = keras.layers
 
     def conv(filters, kernel, strides, name):
-        return layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False,
+        return layers.Conv2D(filters, kernel, strides, padding="same", use_bias=not batch_norm,
                              kernel_initializer="he_normal", name=name)
 
     def bn(name):
+        if not batch_norm:
+            return lambda x: x
         # PyTorch's default rate for the moving statistics: Keras's 0.99 lags a network that
         # changes quickly, and validation in inference mode then judges stale statistics.
         return layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
@@ -96,11 +128,14 @@ def make_model(blocks, width=16):
             h = conv(filters, 3, strides, f"{name}_conv1")(x)
             h = layers.ReLU()(bn(f"{name}_bn1")(h))
             h = bn(f"{name}_bn2")(conv(filters, 3, 1, f"{name}_conv2")(h))
+            if not batch_norm:
+                h = SkipGain(name=f"{name}_gain")(h)
             if strides != 1:
                 x = bn(f"{name}_shortcut_bn")(conv(filters, 1, strides, f"{name}_shortcut")(x))
             x = layers.ReLU()(layers.Add()([x, h]))
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(CLASSES, name="classifier")(x), name=f"resnet{6 * blocks + 2}")
+    name = f"resnet{6 * blocks + 2}" + ("" if batch_norm else "_nobn")
+    return keras.Model(inputs, layers.Dense(CLASSES, name="classifier")(x), name=name)
 
 
 WORKLOAD = Workload(
@@ -118,4 +153,14 @@ WORKLOAD = Workload(
     make_data=make_data,
     make_loss=lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     make_metrics=lambda: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+)
+
+WORKLOAD_NO_BN = dataclasses.replace(
+    WORKLOAD,
+    name="resnet_nobn",
+    description="ResNet-20 without BatchNorm (SkipInit: a zero-initialised scalar gain ends each residual "
+    "branch; biased convolutions) on scikit-learn's digits upscaled to 32x32 with random translation, "
+    "rotation and zoom; metric: validation accuracy",
+    sizes={name: dataclasses.replace(size, model={**size.model, "batch_norm": False})
+           for name, size in WORKLOAD.sizes.items()},
 )
