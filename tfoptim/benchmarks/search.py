@@ -356,6 +356,8 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
     # get_best_models rebuilds each model with a fresh optimizer: the saved optimizer state
     # is not needed to evaluate it, and Keras warns about every one.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    # fit's default shuffle=True cannot apply to a dataset, which the workloads' reshuffles itself.
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     keras.utils.set_random_seed(seed)
     train, validation, test = problem.split(seed)
     x_train, y_train = fit_arguments(train)
