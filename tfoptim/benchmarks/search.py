@@ -364,7 +364,7 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
     batch_size = None if y_train is None else BATCH_SIZE
     steps_per_epoch = _steps_per_epoch(train)
     totals = {"epochs": 0, "steps": 0}
-    finder_epochs = 0.0
+    finder_epochs, suggestions = 0.0, {}
     with tempfile.TemporaryDirectory(dir=directory) as folder:
         start, cpu_start = time.perf_counter(), time.process_time()
         if method == "autotune":
@@ -376,6 +376,7 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
                 callbacks=[_counter(totals)], verbose=0,
             )
             tuner, finder_epochs = result.tuner, result.finder_epochs
+            suggestions = result.ranges.suggestions
         else:
             tuner = _tuner(method, problem, folder, seed, epochs, steps_per_epoch, batch_size)
             tuner.search(x_train, y_train, validation_data=validation, epochs=epochs,
@@ -400,6 +401,8 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
         # Epochs trained, counted by a callback; autotune's finder sweeps in epochs on top.
         "epochs_trained": totals["epochs"] + finder_epochs,
         "finder_epochs": finder_epochs,
+        # autotune's range tests: the rate each optimizer family's sweep suggested.
+        "finder_suggestions": suggestions,
         "steps_per_epoch": steps_per_epoch,
         "steps_trained": totals["steps"],
         "seconds": seconds,
