@@ -2,16 +2,18 @@
 the benchmark, not here)."""
 
 import json
+import math
 
 import pytest
 
 from tfoptim.benchmarks import search
 
 
-def result(problem, method, seed, val, test, epochs):
-    return {"problem": problem, "method": method, "seed": seed, "trials": 3,
-            "epochs_trained": epochs, "finder_epochs": 0.0, "steps_trained": 0, "seconds": 1.0,
-            "best_val_accuracy": val, "test_accuracy_of_best": test,
+def result(problem, method, seed, val, test, epochs, metric="accuracy", goal="max"):
+    return {"problem": problem, "method": method, "seed": seed, "metric": metric,
+            "goal": goal, "trials": 3, "epochs_trained": epochs, "finder_epochs": 0.0,
+            "steps_per_epoch": 34, "steps_trained": 0, "seconds": 1.0, "cpu_seconds": 2.0,
+            "best_val": val, "test_of_best": test,
             "best_so_far": [val], "epochs_so_far": [epochs], "best_config": {}}
 
 
@@ -23,7 +25,7 @@ def test_summary_verdict_and_files(tmp_path):
         result("digits_cnn", "grid", 0, 0.95, 0.95, 27), result("digits_cnn", "autotune", 0, 0.96, 0.94, 28),
     ]
     summary = search.summarize(results)
-    assert summary["digits_mlp"]["grid"]["best_val_accuracy_mean"] == pytest.approx(0.92)
+    assert summary["digits_mlp"]["grid"]["best_val_mean"] == pytest.approx(0.92)
     assert summary["digits_mlp"]["autotune"]["epochs_trained"] == pytest.approx(26.25)
     assert search.verdict(summary) == {
         # 0.925 >= 0.92 on validation, 0.915 < 0.92 on test.
@@ -35,12 +37,26 @@ def test_summary_verdict_and_files(tmp_path):
         written = json.load(f)
     assert written["command"] == "tfoptim bench search --epochs 3" and len(written["runs"]) == 6
     markdown = (tmp_path / "search.md").read_text()
-    assert "tfoptim bench search --epochs 3" in markdown and "| digits_cnn |" in markdown
+    assert "tfoptim bench search --epochs 3" in markdown
+    assert "| digits_cnn | accuracy (higher is better) |" in markdown
     assert (tmp_path / "search.png").stat().st_size > 10_000
 
 
+def test_a_metric_to_minimise(tmp_path):
+    assert search.best_so_far([3.0, 2.5, math.nan, 2.7, 2.0], "min") == [3.0, 2.5, 2.5, 2.5, 2.0]
+    assert search.best_so_far([0.5, 0.4, math.nan, 0.7], "max") == [0.5, 0.5, 0.5, 0.7]
+    bits = dict(metric="bits_per_byte", goal="min")
+    results = [result("gpt", "grid", 0, 3.0, 3.1, 27, **bits),
+               result("gpt", "autotune", 0, 2.8, 3.2, 26, **bits)]
+    # Fewer bits per byte is better: autotune's 2.8 beats the grid's 3.0, its 3.2 does not.
+    assert search.verdict(search.summarize(results)) == {
+        "gpt": {"validation": True, "test": False, "epochs_within_grid": True}}
+    search.write(results, {"keras": "3"}, tmp_path, command="tfoptim bench search --problems gpt")
+    assert "| gpt | bits per byte (lower is better) |" in (tmp_path / "search.md").read_text()
+
+
 def test_unknown_problem_or_method():
-    with pytest.raises(ValueError, match="Unknown problem 'gpt'"):
-        search.run_search_benchmark(problems=("gpt",), progress=False)
+    with pytest.raises(ValueError, match="Unknown problem 'recsys'"):
+        search.run_search_benchmark(problems=("recsys",), progress=False)
     with pytest.raises(ValueError, match="Unknown method"):
         search.run_search_benchmark(methods=("random",), progress=False)

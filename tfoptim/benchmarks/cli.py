@@ -6,6 +6,8 @@ from pathlib import Path
 
 
 def add_arguments(parser):
+    from tfoptim.benchmarks.search import GPT_STEPS_PER_EPOCH
+
     sub = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     speed = sub.add_parser("speed", help="apply-step time of each optimizer against its Keras twin")
     speed.add_argument("--output", default="tfoptim-bench", help="folder for speed.json and speed.png")
@@ -32,17 +34,21 @@ def add_arguments(parser):
     speed.add_argument("--steps", type=int,
                        help="--per-step: training steps per timed epoch (default: 100 at sweep, 10 at full, all at quick)")
     search = sub.add_parser(
-        "search", help="best accuracy found by autotune and sample_optimizer's defaults, against "
-        "Adam(1e-3) and a 9-point grid, on named problems, with the epochs each used")
+        "search", help="best validation and test figure found by autotune and sample_optimizer's "
+        "defaults, against Adam(1e-3) and a 9-point grid, on named problems, with the epochs each used")
     search.add_argument("--output", default="tfoptim-bench",
                         help="folder for search.json, search.md and search.png")
     search.add_argument("--problems", nargs="+", default=["digits_mlp", "digits_cnn"],
-                        help="default: %(default)s")
+                        help="digits_mlp, digits_cnn (accuracy), gpt (the workload's sweep model, "
+                             "validation bits per byte, minimised) or resnet (its sweep model, "
+                             "accuracy) (default: %(default)s)")
     search.add_argument("--methods", nargs="+", default=None,
                         help="subset of default, grid, sample_optimizer, autotune (default: all)")
     search.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
     search.add_argument("--epochs", type=int, default=10,
-                        help="epochs per trial; autotune's budget is 9 times it (default: %(default)s)")
+                        help="epochs per trial, an epoch being one pass over the digits, "
+                             f"{GPT_STEPS_PER_EPOCH} steps of gpt or one pass of resnet; autotune's "
+                             "budget is 9 times it (default: %(default)s)")
     convergence = sub.add_parser(
         "convergence", help="steps and seconds to a target on small problems, every optimizer")
     convergence.add_argument("--output", help="folder for results.json, results.md and the plots (default: "

@@ -1,8 +1,8 @@
 """Quality of search: what tuning the optimizer buys, and at what cost in epochs.
 
 Four ways to choose how a model is trained, each run as a KerasTuner search so all are scored
-alike (the best trial's best-epoch validation accuracy, and the model of that trial and epoch
-evaluated on a held-out test split that no search sees):
+alike (the best trial's best-epoch validation figure of the problem's metric, and the model of
+that trial and epoch evaluated on a held-out test split that no search sees):
 
 - ``default``: ``Adam(1e-3)``, one run;
 - ``grid``: KerasTuner's ``HyperResNet``-style choice, ``adam``/``rmsprop``/``sgd`` x learning
@@ -13,12 +13,24 @@ evaluated on a held-out test split that no search sees):
 - ``autotune``: :func:`tfoptim.tuning.autotune` with the grid's epochs as its budget, its
   finder's sweeps included.
 
-Every run trains at batch size 32; a trial of ``default``, ``grid`` and ``sample_optimizer``
-trains ``epochs`` epochs, ``autotune`` runs up to ``epochs``. The compute each method used is
-reported as epochs trained. Each problem's data is split 60/20/20 (train/validation/test),
-stratified, the same for every method; each seed repeats the whole comparison (split, initial
-weights, tuner seed). Problems are looked up by name in :data:`PROBLEMS`: adding one there adds
-it to the benchmark and to ``tfoptim autotune``.
+A trial of ``default``, ``grid`` and ``sample_optimizer`` trains ``epochs`` epochs, ``autotune``
+runs up to ``epochs``; the compute each method used is reported as epochs trained, the finder's
+sweeps counted in epochs of the same length. Each seed repeats the whole comparison (split,
+initial weights, tuner seed). Problems are looked up by name in :data:`PROBLEMS`: adding one
+there adds it to the benchmark and to ``tfoptim autotune``.
+
+- ``digits_mlp``, ``digits_cnn``: scikit-learn's digits split 60/20/20 (train/validation/test),
+  stratified; batch size 32, an epoch is one pass over the training split; metric: accuracy.
+- ``gpt``, ``resnet``: the realistic workloads (:mod:`tfoptim.benchmarks.workloads`), their
+  ``"sweep"`` model, batch size and training pipeline (the ``"quick"`` size is the full model on
+  a few batches, a smoke run with nothing to search on). An epoch is a fixed number of steps of
+  the workload's shuffled training stream (:data:`GPT_STEPS_PER_EPOCH` for ``gpt``, one pass
+  for ``resnet``), so ``epochs`` means the same compute for every method. The test split is the
+  workload's own validation split (its documents for ``gpt``, its held-out digits for
+  ``resnet``); the search's validation split is carved from the workload's training split
+  (``gpt``: a tenth of the training documents, by a hash of their names salted with the seed;
+  ``resnet``: 256 training images, stratified). Metrics: validation bits per byte (``gpt``,
+  minimised) and validation accuracy (``resnet``).
 """
 
 import dataclasses
@@ -35,18 +47,58 @@ from typing import Callable
 
 METHODS = ("default", "grid", "sample_optimizer", "autotune")
 GRID_SIZE = 9
+#: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
+#: Training steps that make an epoch of ``gpt``: with ``--epochs 3`` a full-length trial trains
+#: 75 steps, near the realistic suite's 100-step budget for the ``"sweep"`` size.
+GPT_STEPS_PER_EPOCH = 25
+#: Training images ``resnet``'s search validates on (four of the workload's batches of 64).
+RESNET_VALIDATION_EXAMPLES = 256
+
+
+def _loss():
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchProblem:
-    """A problem of the search benchmark: ``split(seed)`` gives ``(train, validation, test)``
-    pairs of arrays and ``model()`` a fresh, uncompiled model with 10 logits."""
+    """A problem of the search benchmark.
+
+    ``split(seed)`` gives ``(train, validation, test)``, each an ``(x, y)`` pair of arrays
+    (trained at :data:`BATCH_SIZE`, an epoch one pass) or a finite ``tf.data`` dataset of
+    batches (an epoch one pass of it); ``model()`` a fresh, uncompiled model; ``metrics()``
+    fresh metric objects (or names) for ``compile``. ``metric`` names the figure that judges a
+    run as ``fit`` logs it (the search's objective is ``"val_" + metric``) and ``goal`` whether
+    smaller (``"min"``) or larger (``"max"``) is better.
+    """
 
     name: str
     description: str
     split: Callable
     model: Callable
+    metric: str = "accuracy"
+    goal: str = "max"
+    metrics: Callable = lambda: ["accuracy"]
+    loss: Callable = _loss
+
+    def __post_init__(self):
+        if self.goal not in ("min", "max"):
+            raise ValueError(f"`goal` must be 'min' or 'max'. Received: goal={self.goal!r}")
+
+    @property
+    def objective(self):
+        """The search's ``keras_tuner.Objective``: the validation metric and its direction."""
+        import keras_tuner
+
+        return keras_tuner.Objective(f"val_{self.metric}", direction=self.goal)
+
+    def compiled(self, optimizer=None):
+        """A fresh model compiled with the problem's loss and metrics (and ``optimizer``)."""
+        model = self.model()
+        model.compile(optimizer=optimizer, loss=self.loss(), metrics=self.metrics())
+        return model
 
 
 def split_digits(seed=0, image=False):
@@ -90,24 +142,136 @@ def cnn():
     ])
 
 
+def _pipelines(x_train, y_train, validation, test, batch_size, seed, steps_per_epoch, augment=None):
+    """``(train, validation, test)`` datasets: ``steps_per_epoch`` batches of the workload's
+    training pipeline (:meth:`Data.train`: reshuffled at every epoch, augmented) and whole
+    batches of the ``(x, y)`` pairs ``validation`` and ``test``."""
+    from tfoptim.benchmarks.workloads import Data
+
+    data = Data(x_train, y_train, *validation, batch_size, seed, augment=augment)
+    steps = min(steps_per_epoch, data.steps_per_epoch)
+    return (data.train().take(steps), data.validation(),
+            dataclasses.replace(data, x_validation=test[0], y_validation=test[1]).validation())
+
+
+def held_out_document(name, seed, fraction):
+    """Whether the training document ``name`` is in the search's validation split of ``seed``
+    (a hash of the name salted with the seed below ``fraction``, as the workload splits)."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"search/{seed}/{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < fraction * 2**64
+
+
+def split_gpt(seed=0, context=None, batch_size=None, steps_per_epoch=GPT_STEPS_PER_EPOCH,
+              evaluation_windows=None):
+    """``gpt``'s documents split by document: test, the workload's validation documents;
+    validation, a tenth of its training documents (by :func:`held_out_document`); training, the
+    rest. Windows are cut as the workload cuts them (:func:`gpt.windows`: training from a
+    seeded offset, in a seeded order; validation and test ``evaluation_windows`` evenly spaced
+    from offset 0). ``context``, ``batch_size`` and ``evaluation_windows`` default to the
+    ``"sweep"`` size's. Returns datasets (see :func:`_pipelines`)."""
+    import numpy as np
+
+    from tfoptim.benchmarks.workloads import gpt
+
+    sweep = gpt.WORKLOAD.sizes["sweep"].data
+    context = context or sweep["context"]
+    batch_size = batch_size or sweep["batch_size"]
+    evaluation_windows = evaluation_windows or sweep["validation_windows"]
+    parts = {"train": [], "validation": [], "test": []}
+    for name, text in gpt.documents():
+        if gpt.in_validation(name):
+            part = "test"
+        elif held_out_document(name, seed, gpt.VALIDATION_FRACTION):
+            part = "validation"
+        else:
+            part = "train"
+        parts[part].append(text.encode("utf-8") + gpt.END_OF_DOCUMENT)
+    stream = {k: np.frombuffer(b"".join(v), np.uint8) for k, v in parts.items()}
+    rng = np.random.default_rng(seed)
+    train = gpt.windows(stream["train"], context, offset=int(rng.integers(context))).astype(np.int32)
+
+    def evaluation(part):
+        windows = gpt.windows(stream[part], context)
+        windows = windows[np.linspace(0, len(windows) - 1, evaluation_windows).astype(int)]
+        return windows[:, :-1].astype(np.int32), windows[:, 1:].astype(np.int32)
+
+    return _pipelines(train[:, :-1], train[:, 1:], evaluation("validation"), evaluation("test"),
+                      batch_size, seed, steps_per_epoch)
+
+
+def split_resnet(seed=0, validation_examples=RESNET_VALIDATION_EXAMPLES):
+    """``resnet``'s digits at 32 x 32, at the ``"sweep"`` size's batch size: test, the
+    workload's validation split; validation, ``validation_examples`` of its training images
+    (stratified, drawn from the seed); training, the rest, one pass an epoch, augmented as the
+    workload augments them."""
+    from sklearn.model_selection import train_test_split
+
+    from tfoptim.benchmarks.workloads import resnet
+
+    data = resnet.WORKLOAD.data("sweep", seed)
+    batch_size = data.batch_size
+    x_train, x_val, y_train, y_val = train_test_split(
+        data.x_train, data.y_train, test_size=validation_examples, random_state=seed,
+        stratify=data.y_train,
+    )
+    return _pipelines(x_train, y_train, (x_val, y_val), (data.x_validation, data.y_validation),
+                      batch_size, seed, len(y_train) // batch_size, augment=data.augment)
+
+
+def workload_problem(name, description, metric, goal, split, model=None):
+    """The :class:`SearchProblem` of the workload ``name`` on ``split``: its ``"sweep"`` model (or
+    one of the ``model`` hyperparameters given), its loss and metrics. ``metric`` and ``goal``
+    are the workload's (checked by the tests), given here so that naming the problems imports
+    no Keras."""
+
+    def workload():
+        from tfoptim.benchmarks.workloads import get_workload
+
+        return get_workload(name)
+
+    def build():
+        known = workload()
+        return known.make_model(**(known.sizes["sweep"].model if model is None else model))
+
+    return SearchProblem(name, description, split, build, metric=metric, goal=goal,
+                         metrics=lambda: workload().metrics(), loss=lambda: workload().loss())
+
+
 #: The problems by name.
 PROBLEMS = {
-    "digits_mlp": SearchProblem("digits_mlp", "64-64-10 MLP (ReLU) on scikit-learn's 8x8 digits",
-                                split_digits, mlp),
+    "digits_mlp": SearchProblem("digits_mlp", "64-64-10 MLP (ReLU) on scikit-learn's 8x8 digits, "
+                                "batch 32", split_digits, mlp),
     "digits_cnn": SearchProblem("digits_cnn", "two 3x3 convolutions (16, 32), max-pooling, "
-                                "a 64-unit dense layer, on the 8x8 digits",
+                                "a 64-unit dense layer, on the 8x8 digits, batch 32",
                                 lambda seed=0: split_digits(seed, image=True), cnn),
+    "gpt": workload_problem(
+        "gpt", "the gpt workload's sweep model (2 pre-LayerNorm blocks x 128 wide, 4 heads, "
+        "context 64) on Python's help topics and docstrings, split by document, batch 16",
+        "bits_per_byte", "min", split_gpt),
+    "resnet": workload_problem(
+        "resnet", "the resnet workload's sweep model (ResNet-8, 8 to 32 channels) on the digits "
+        "upscaled to 32x32 and augmented, batch 64",
+        "accuracy", "max", split_resnet),
 }
 
 
-def _loss():
-    import keras
+def fit_arguments(part):
+    """``(x, y)`` for ``fit``/``evaluate`` from an ``(x, y)`` pair or a dataset of batches."""
+    return tuple(part) if isinstance(part, (tuple, list)) else (part, None)
 
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+def _steps_per_epoch(train):
+    x, _ = fit_arguments(train)
+    if hasattr(x, "cardinality"):
+        return int(x.cardinality())
+    return math.ceil(len(x) / BATCH_SIZE)
 
 
-def _fixed_batch(build):
-    """A ``HyperModel`` around ``build(hp)`` that trains with the benchmark's batch size."""
+def _fixed_batch(build, batch_size):
+    """A ``HyperModel`` around ``build(hp)`` that trains arrays at ``batch_size`` (``None``:
+    the data are batched already)."""
     import keras_tuner
 
     class FixedBatch(keras_tuner.HyperModel):
@@ -115,7 +279,9 @@ def _fixed_batch(build):
             return build(hp)
 
         def fit(self, hp, model, *args, **kwargs):
-            return model.fit(*args, batch_size=BATCH_SIZE, **kwargs)
+            if batch_size is not None:
+                kwargs["batch_size"] = batch_size
+            return model.fit(*args, **kwargs)
 
     return FixedBatch()
 
@@ -136,21 +302,19 @@ def _build(method, problem, total_steps):
             optimizer.learning_rate = hp.Choice("learning_rate", [0.1, 0.01, 0.001], default=0.01)
         else:
             optimizer = tfoptim.tuning.sample_optimizer(hp, total_steps=total_steps)
-        model = problem.model()
-        model.compile(optimizer=optimizer, loss=_loss(), metrics=["accuracy"])
-        return model
+        return problem.compiled(optimizer)
 
     return build
 
 
-def _tuner(method, problem, directory, seed, epochs, steps_per_epoch):
+def _tuner(method, problem, directory, seed, epochs, steps_per_epoch, batch_size):
     import keras_tuner
 
     # KerasTuner's random oracle draws trial k from seed + k: seeds 1 and 2 would share all
     # but one trial. Spacing them keeps repeats independent.
-    common = dict(objective="val_accuracy", directory=directory, project_name=method,
+    common = dict(objective=problem.objective, directory=directory, project_name=method,
                   seed=1000 * seed, overwrite=True)
-    hypermodel = _fixed_batch(_build(method, problem, epochs * steps_per_epoch))
+    hypermodel = _fixed_batch(_build(method, problem, epochs * steps_per_epoch), batch_size)
     if method == "sample_optimizer":
         return keras_tuner.RandomSearch(hypermodel, max_trials=GRID_SIZE, **common)
     return keras_tuner.GridSearch(hypermodel, max_trials=1 if method == "default" else GRID_SIZE,
@@ -172,44 +336,57 @@ def _counter(totals):
     return Counter()
 
 
+def best_so_far(scores, goal):
+    """The best score among the first 1, 2, ... trials (``nan`` scores, of failed trials,
+    skipped), best meaning the smallest for ``goal="min"`` and the largest for ``"max"``."""
+    import numpy as np
+
+    running = (np.fmin if goal == "min" else np.fmax).accumulate(np.asarray(scores, dtype=float))
+    return [float(s) for s in running]
+
+
 def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
-    """One search of ``method`` on the problem named ``problem``; returns a dict of results."""
+    """One search of ``method`` on ``problem`` (a name in :data:`PROBLEMS` or a
+    :class:`SearchProblem`); returns a dict of results."""
     import keras
 
     import tfoptim.tuning
 
-    problem = PROBLEMS[problem]
+    problem = PROBLEMS[problem] if isinstance(problem, str) else problem
     # get_best_models rebuilds each model with a fresh optimizer: the saved optimizer state
     # is not needed to evaluate it, and Keras warns about every one.
     warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    # fit's default shuffle=True cannot apply to a dataset, which the workloads' reshuffles itself.
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     keras.utils.set_random_seed(seed)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = problem.split(seed)
-    steps_per_epoch = math.ceil(len(x_train) / BATCH_SIZE)
+    train, validation, test = problem.split(seed)
+    x_train, y_train = fit_arguments(train)
+    batch_size = None if y_train is None else BATCH_SIZE
+    steps_per_epoch = _steps_per_epoch(train)
     totals = {"epochs": 0, "steps": 0}
-    finder_epochs = 0.0
+    finder_epochs, suggestions = 0.0, {}
     with tempfile.TemporaryDirectory(dir=directory) as folder:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if method == "autotune":
-            def build():
-                model = problem.model()
-                model.compile(loss=_loss(), metrics=["accuracy"])
-                return model
-
             result = tfoptim.tuning.autotune(
-                build, x_train, y_train, validation_data=(x_val, y_val),
-                budget_epochs=GRID_SIZE * epochs, max_epochs=epochs, objective="val_accuracy",
-                batch_size=BATCH_SIZE, directory=folder, seed=1000 * seed,
+                problem.compiled, x_train, y_train, validation_data=validation,
+                budget_epochs=GRID_SIZE * epochs, max_epochs=epochs, objective=problem.objective,
+                # autotune's batch size applies to arrays only; a dataset keeps its batches.
+                batch_size=batch_size or BATCH_SIZE, directory=folder, seed=1000 * seed,
                 callbacks=[_counter(totals)], verbose=0,
             )
             tuner, finder_epochs = result.tuner, result.finder_epochs
+            suggestions = result.ranges.suggestions
         else:
-            tuner = _tuner(method, problem, folder, seed, epochs, steps_per_epoch)
-            tuner.search(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
+            tuner = _tuner(method, problem, folder, seed, epochs, steps_per_epoch, batch_size)
+            tuner.search(x_train, y_train, validation_data=validation, epochs=epochs,
                          callbacks=[_counter(totals)], verbose=0)
         seconds = time.perf_counter() - start
         best_trial = tuner.oracle.get_best_trials(1)[0]
         model = tuner.get_best_models(1)[0]
-        test_accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
+        x_test, y_test = fit_arguments(test)
+        test_value = float(model.evaluate(x_test, y_test, verbose=0, return_dict=True)[problem.metric])
+        cpu_seconds = time.process_time() - cpu_start
         order = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
         config = dict(best_trial.hyperparameters.values)
     scores = [t.score if t.score is not None else math.nan for t in order]
@@ -218,15 +395,22 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
         "problem": problem.name,
         "method": method,
         "seed": seed,
+        "metric": problem.metric,
+        "goal": problem.goal,
         "trials": len(order),
         # Epochs trained, counted by a callback; autotune's finder sweeps in epochs on top.
         "epochs_trained": totals["epochs"] + finder_epochs,
         "finder_epochs": finder_epochs,
+        # autotune's range tests: the rate each optimizer family's sweep suggested.
+        "finder_suggestions": suggestions,
+        "steps_per_epoch": steps_per_epoch,
         "steps_trained": totals["steps"],
         "seconds": seconds,
-        "best_val_accuracy": float(best_trial.score),
-        "test_accuracy_of_best": test_accuracy,
-        "best_so_far": [float(max(scores[: i + 1])) for i in range(len(scores))],
+        # Of this process, every thread: what the search cost on a shared machine.
+        "cpu_seconds": cpu_seconds,
+        "best_val": float(best_trial.score),
+        "test_of_best": test_value,
+        "best_so_far": best_so_far(scores, problem.goal),
         "epochs_so_far": [finder_epochs + sum(spent[: i + 1]) for i in range(len(spent))],
         "best_config": config,
     }
@@ -252,7 +436,8 @@ def run_search_benchmark(problems=("digits_mlp", "digits_cnn"), seeds=(0, 1, 2),
 
 
 def summarize(results):
-    """``{problem: {method: means and ranges over the seeds}}``."""
+    """``{problem: {method: means and ranges over the seeds}}``, each with the problem's
+    ``metric`` and ``goal``."""
     import numpy as np
 
     summary = {}
@@ -262,19 +447,22 @@ def summarize(results):
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             if not mine:
                 continue
-            val = np.array([r["best_val_accuracy"] for r in mine])
-            test = np.array([r["test_accuracy_of_best"] for r in mine])
+            val = np.array([r["best_val"] for r in mine])
+            test = np.array([r["test_of_best"] for r in mine])
             summary[problem][method] = {
+                "metric": mine[0]["metric"],
+                "goal": mine[0]["goal"],
                 "runs": len(mine),
-                "best_val_accuracy_mean": float(val.mean()),
-                "best_val_accuracy_min": float(val.min()),
-                "best_val_accuracy_max": float(val.max()),
-                "test_accuracy_mean": float(test.mean()),
-                "test_accuracy_min": float(test.min()),
-                "test_accuracy_max": float(test.max()),
+                "best_val_mean": float(val.mean()),
+                "best_val_min": float(val.min()),
+                "best_val_max": float(val.max()),
+                "test_mean": float(test.mean()),
+                "test_min": float(test.min()),
+                "test_max": float(test.max()),
                 "epochs_trained": float(np.mean([r["epochs_trained"] for r in mine])),
                 "trials": float(np.mean([r["trials"] for r in mine])),
                 "seconds": float(np.mean([r["seconds"] for r in mine])),
+                "cpu_seconds": float(np.mean([r["cpu_seconds"] for r in mine])),
             }
     return summary
 
@@ -287,33 +475,41 @@ LABELS = {
 }
 
 
+def metric_label(metric, goal):
+    """``"accuracy (higher is better)"``, ``"bits per byte (lower is better)"``."""
+    return f"{metric.replace('_', ' ')} ({'lower' if goal == 'min' else 'higher'} is better)"
+
+
+def at_least_as_good(value, reference, goal):
+    """Whether ``value`` is as good as ``reference`` or better, for the metric's ``goal``."""
+    return value <= reference if goal == "min" else value >= reference
+
+
 def verdict(summary):
-    """Per problem: whether autotune reached the grid's mean best validation and test
-    accuracy at no more than the grid's epochs."""
+    """Per problem: whether autotune reached the grid's mean best validation and test figure
+    (at or below it for a metric to minimise) at no more than the grid's epochs."""
     out = {}
     for problem, methods in summary.items():
         if "autotune" in methods and "grid" in methods:
             a, g = methods["autotune"], methods["grid"]
             out[problem] = {
-                "validation": a["best_val_accuracy_mean"] >= g["best_val_accuracy_mean"],
-                "test": a["test_accuracy_mean"] >= g["test_accuracy_mean"],
+                "validation": at_least_as_good(a["best_val_mean"], g["best_val_mean"], a["goal"]),
+                "test": at_least_as_good(a["test_mean"], g["test_mean"], a["goal"]),
                 "epochs_within_grid": a["epochs_trained"] <= g["epochs_trained"] + 1e-9,
             }
     return out
 
 
 def format_table(summary, markdown=False):
-    header = ("problem", "method", "runs", "best val acc, mean (min-max)", "test acc, mean (min-max)",
-              "epochs", "trials")
+    header = ("problem", "metric", "method", "runs", "best val, mean (min-max)",
+              "test, mean (min-max)", "epochs", "trials")
     rows = []
     for problem, methods in summary.items():
         for method, s in methods.items():
             rows.append((
-                problem, LABELS[method], str(s["runs"]),
-                f"{s['best_val_accuracy_mean']:.4f} ({s['best_val_accuracy_min']:.4f}-"
-                f"{s['best_val_accuracy_max']:.4f})",
-                f"{s['test_accuracy_mean']:.4f} ({s['test_accuracy_min']:.4f}-"
-                f"{s['test_accuracy_max']:.4f})",
+                problem, metric_label(s["metric"], s["goal"]), LABELS[method], str(s["runs"]),
+                f"{s['best_val_mean']:.4f} ({s['best_val_min']:.4f}-{s['best_val_max']:.4f})",
+                f"{s['test_mean']:.4f} ({s['test_min']:.4f}-{s['test_max']:.4f})",
                 f"{s['epochs_trained']:.1f}", f"{s['trials']:.0f}",
             ))
     if markdown:
@@ -324,9 +520,10 @@ def format_table(summary, markdown=False):
 
 
 def plot(results, path, caption=None):
-    """Per problem: best validation accuracy so far against epochs spent, and the test accuracy
-    of each search's best model against the epochs it used; ``caption`` below (the command,
-    the date and the versions)."""
+    """Per problem: the best validation figure so far against epochs spent, and the test figure
+    of each search's best model against the epochs it used, each axis labelled with the metric
+    and whether lower or higher is better; ``caption`` below (the command, the date and the
+    versions)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -335,22 +532,23 @@ def plot(results, path, caption=None):
     problems = list(dict.fromkeys(r["problem"] for r in results))
     fig, axes = plt.subplots(len(problems), 2, figsize=(11, 4.0 * len(problems)), squeeze=False)
     for (left, right), problem in zip(axes, problems):
+        first = next(r for r in results if r["problem"] == problem)
+        label = metric_label(first["metric"], first["goal"])
         for i, method in enumerate(METHODS):
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             for j, r in enumerate(mine):
                 left.step(r["epochs_so_far"], r["best_so_far"], where="post", color=f"C{i}",
                           alpha=0.8, marker="o", markersize=3,
                           label=LABELS[method] if j == 0 else None)
-            right.scatter([r["epochs_trained"] for r in mine],
-                          [r["test_accuracy_of_best"] for r in mine], color=f"C{i}",
-                          label=LABELS[method])
+            right.scatter([r["epochs_trained"] for r in mine], [r["test_of_best"] for r in mine],
+                          color=f"C{i}", label=LABELS[method])
         left.set_xlabel("epochs trained (cumulative)")
-        left.set_ylabel("best validation accuracy so far")
+        left.set_ylabel(f"best validation {label} so far")
         left.set_title(problem)
         left.grid(alpha=0.3)
-        left.legend(fontsize="small", loc="lower right")
+        left.legend(fontsize="small", loc="upper right" if first["goal"] == "min" else "lower right")
         right.set_xlabel("epochs trained by the search")
-        right.set_ylabel("test accuracy of the best trial's model")
+        right.set_ylabel(f"test {label}\nof the best trial's model")
         right.set_title(problem)
         right.grid(alpha=0.3)
     if caption:
@@ -380,9 +578,16 @@ def write(results, machine, output, command=None):
         "",
         f"`{command}`, {date}; {versions}.",
         "",
+        "Problems (an epoch is the steps given, the same for every method):",
+        "",
+        *(f"- {name}: {PROBLEMS[name].description if name in PROBLEMS else name}; "
+          f"{metric_label(r['metric'], r['goal'])}; an epoch is {r['steps_per_epoch']} steps."
+          for name, r in {r["problem"]: r for r in results}.items()),
+        "",
         format_table(summary, markdown=True),
         "",
-        "Autotune against the grid (means over the seeds; at no more than the grid's epochs):",
+        "Autotune against the grid (means over the seeds; as good or better in the problem's "
+        "metric, at no more than the grid's epochs):",
         "",
     ]
     for problem, v in verdicts.items():

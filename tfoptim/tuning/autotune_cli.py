@@ -2,9 +2,10 @@
 built-in problem within a budget of epochs.
 
 The problems are the search benchmark's (``tfoptim.benchmarks.search.PROBLEMS``: the digits
-MLP and CNN), split 60/20/20; the search never sees the test split, on which the best model
-is evaluated at the end. The search lives in ``--output``/search: the same command again
-resumes it (``--overwrite`` starts afresh).
+MLP and CNN, split 60/20/20, and the ``gpt`` and ``resnet`` workloads' sweep models); the
+search never sees the test split, on which the best model is evaluated at the end. The search
+lives in ``--output``/search: the same command again resumes it (``--overwrite`` starts
+afresh).
 """
 
 
@@ -22,7 +23,8 @@ def add_arguments(parser):
     parser.add_argument("--max-epochs", type=int, default=None, metavar="E",
                         help="the run length to tune for (default: a ninth of the budget)")
     parser.add_argument("--objective", default="val_loss",
-                        help="val_loss, val_accuracy, loss or accuracy (default: %(default)s)")
+                        help="val_loss, loss, or the problem's metric with or without val_: "
+                        "accuracy, or bits_per_byte for gpt (default: %(default)s)")
     parser.add_argument("--optimizers", nargs="+", default=None, metavar="NAME",
                         help="optimizers to choose from (default: adam adamw momentum)")
     parser.add_argument("--schedules", nargs="+", default=None, metavar="NAME",
@@ -35,19 +37,19 @@ def add_arguments(parser):
 
 def run(args):
     import keras
+    import keras_tuner
 
     import tfoptim.tuning as tuning
     from tfoptim.benchmarks import search
 
     keras.utils.set_random_seed(args.seed)
     problem = search.PROBLEMS[args.problem]
-    (x, y), validation, (x_test, y_test) = problem.split(args.seed)
-
-    def build():
-        model = problem.model()
-        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        return model
+    train, validation, test = problem.split(args.seed)
+    x, y = search.fit_arguments(train)
+    objective = args.objective
+    if objective in (problem.metric, f"val_{problem.metric}"):
+        # The problem knows its metric's direction (bits per byte: lower is better).
+        objective = keras_tuner.Objective(objective, direction=problem.goal)
 
     budget_epochs = args.budget_epochs
     if budget_epochs is None and args.budget_seconds is None:
@@ -60,18 +62,19 @@ def run(args):
     print(f"Autotuning the optimizer of {args.problem}: {problem.description}.", flush=True)
     try:
         result = tuning.autotune(
-            build, x, y, validation_data=validation, budget_epochs=budget_epochs,
+            problem.compiled, x, y, validation_data=validation, budget_epochs=budget_epochs,
             budget_seconds=args.budget_seconds, max_epochs=args.max_epochs,
-            objective=args.objective, directory=args.output, project_name="search",
+            objective=objective, directory=args.output, project_name="search",
             overwrite=args.overwrite, seed=args.seed, batch_size=search.BATCH_SIZE, **extra,
         )
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    test = result.tuner.get_best_models(1)[0].evaluate(x_test, y_test, verbose=0, return_dict=True)
+    test = result.tuner.get_best_models(1)[0].evaluate(*search.fit_arguments(test), verbose=0,
+                                                       return_dict=True)
     best = result.report.rows[0]
     print(f"\nBest: {best.optimizer}, learning rate {best.learning_rate:.3g}, schedule "
-          f"{result.values.get('schedule', 'constant')}, {result.epochs} epochs at batch size "
-          f"{result.batch_size}: {result.objective} {result.score:.4f}, test accuracy "
-          f"{test['accuracy']:.4f}.\nEpochs used: {result.epochs_used:.1f} (range tests "
+          f"{result.values.get('schedule', 'constant')}, {result.epochs} epochs of "
+          f"{result.steps_per_epoch} steps: {result.objective} {result.score:.4f}, test "
+          f"{problem.metric} {test[problem.metric]:.4f}.\nEpochs used: {result.epochs_used:.1f} (range tests "
           f"{result.finder_epochs:.1f}).")
     return 0
