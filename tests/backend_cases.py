@@ -54,6 +54,13 @@ CASES = {
     "lookahead": ("Lookahead", dict(optimizer=("Adam", dict(learning_rate=0.01)), sync_period=5)),
     "swa": ("SWA", dict(optimizer=("SGD", dict(learning_rate=0.05, momentum=0.875)),
                         start_averaging=20, average_period=7)),
+    "sam": ("SAM", dict(optimizer=("Adam", dict(learning_rate=0.01)), rho=0.1)),
+    "asam": ("SAM", dict(optimizer=("SGD", dict(learning_rate=0.05, momentum=0.5)), rho=0.5, adaptive=True)),
+    "schedule_free": ("ScheduleFree", dict(optimizer=("SGD", dict(learning_rate=0.1)), warmup_steps=10)),
+    "gradient_centralization": ("GradientCentralization", dict(optimizer=("SGD", dict(learning_rate=0.05,
+                                                                                     momentum=0.875)))),
+    "adaptive_gradient_clipping": ("AdaptiveGradientClipping", dict(optimizer=("Adam", dict(learning_rate=0.01)),
+                                                                    clip_factor=0.05)),
 }
 
 

@@ -192,3 +192,55 @@ def test_keras_checkpoint_migrates_to_the_twin(tmp_path, name, fast_path):
     twin.checkpoint.read(path).assert_existing_objects_matched()
     for a, b in zip(twin.train(STEPS), straight):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+#: Every wrapper and transform around a tfoptim optimizer, each with state of its own
+#: (SAM's origins, ScheduleFree's z and average, the slow weights, the average).
+WRAPPERS = {
+    "SAM": lambda: to.SAM(to.Adam(0.01), rho=0.05),
+    "ASAM": lambda: to.SAM(to.SGD(0.02, momentum=0.9), rho=0.5, adaptive=True),
+    "ScheduleFree": lambda: to.ScheduleFree(to.AdamW(0.01, beta_1=0.0), warmup_steps=3),
+    "GradientCentralization": lambda: to.GradientCentralization(to.SGD(0.02, momentum=0.9)),
+    "AdaptiveGradientClipping": lambda: to.AdaptiveGradientClipping(to.Adam(0.01), clip_factor=0.05),
+    "Lookahead": lambda: to.Lookahead(to.Adam(0.01), sync_period=3),
+    "SWA": lambda: to.SWA(to.SGD(0.02, momentum=0.9), start_averaging=2, average_period=3),
+}
+WRAPPER_PAIRS = [("one", "one"), ("one", "mirrored"), ("mirrored", "one")]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_wrapper(two_cpu_strategy):
+    runs = {}
+
+    def trajectory(wrapper, layout):
+        if (wrapper, layout) not in runs:
+            run = Run(layout, "float64", lambda _: WRAPPERS[wrapper](), two_cpu_strategy)
+            runs[wrapper, layout] = run.train(2 * STEPS)
+        return runs[wrapper, layout]
+
+    return trajectory
+
+
+@pytest.mark.variants(
+    "SAM-one-to-mirrored-restored-before-build", "ScheduleFree-mirrored-to-one-restored-after-build",
+)
+@pytest.mark.parametrize("built", [False, True], ids=["restored-before-build", "restored-after-build"])
+@pytest.mark.parametrize("saved_by, restored_into", [pytest.param(a, b, id=f"{a}-to-{b}") for a, b in WRAPPER_PAIRS])
+@pytest.mark.parametrize("wrapper", list(WRAPPERS))
+def test_wrapper_checkpoint_restores_and_continues(tmp_path, two_cpu_strategy, uninterrupted_wrapper, wrapper,
+                                                  saved_by, restored_into, built):
+    """The wrapper's state and its inner optimizer's, written after an odd number of calls
+    (mid-pair for SAM), restore before or after the build, on one device or two replicas."""
+    first = Run(saved_by, "float64", lambda _: WRAPPERS[wrapper](), two_cpu_strategy)
+    first.train(STEPS + 1)
+    path = first.checkpoint.write(str(tmp_path / "ckpt"))
+    second = Run(restored_into, "float64", lambda _: WRAPPERS[wrapper](), two_cpu_strategy)
+    if built:
+        with second.strategy.scope():
+            second.optimizer.build(second.model.trainable_variables)
+    second.checkpoint.read(path).assert_existing_objects_matched()
+    resumed = second.train(STEPS - 1)
+    calls = 2 * STEPS
+    assert int(second.optimizer.iterations.numpy()) == (calls // 2 if "SAM" in wrapper else calls)
+    for a, b in zip(resumed, uninterrupted_wrapper(wrapper, restored_into)):
+        np.testing.assert_allclose(a, b, rtol=RTOL["float64"], atol=RTOL["float64"] * 1e-1)

@@ -9,6 +9,7 @@ optimizer and ``from_config`` rebuilds it. Callbacks find the inner optimizer th
 """
 
 import keras
+from keras import ops
 
 from tfoptim.optimizers.graph import conditional_update, dense
 
@@ -30,6 +31,13 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             raise ValueError(
                 "`optimizer` must be a `keras.optimizers.Optimizer` instance (or its name). "
                 f"Received: optimizer={optimizer!r}"
+            )
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            raise ValueError(
+                f"`optimizer`: {type(self).__name__} would see gradients still multiplied by the "
+                "loss scale (and the non-finite ones the scale skips); wrap the other way round, "
+                f"LossScaleOptimizer({type(self).__name__}(...)), as `compile` does under "
+                f"mixed_float16. Received: optimizer={optimizer!r}"
             )
         if self.counts_iterations and not getattr(optimizer, "steps_every_call", True):
             outer, inner = type(self).__name__, type(optimizer).__name__
@@ -80,10 +88,24 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         if trainable_variables is None:
             trainable_variables = self._trainable_variables
         trainable_variables = list(trainable_variables)
-        if not self.built:
+        if self.built:
+            return trainable_variables
+
+        def build(*_):
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables)
-            self.built = True
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # In a replica of a strategy, built in the cross-replica context: a value restored
+            # from a checkpoint before the build is assigned to each new variable as it is
+            # created, which a mirrored variable updated once per step (`only_first_replica`)
+            # allows there only.
+            tf.__internal__.distribute.interim.maybe_merge_call(build, tf.distribute.get_strategy())
+        else:
+            build()
+        self.built = True
         return trainable_variables
 
     def apply(self, grads, trainable_variables=None):
@@ -97,6 +119,22 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         self.inner_optimizer.apply(grads, trainable_variables)
         with keras.name_scope(self.name, caller=self):
             self._after_step(stepped)
+
+    def _rule(self):
+        """The optimizer at the bottom of the stack of wrappers, whose
+        ``gradient_accumulation_steps`` decide which calls update the weights."""
+        rule = self.inner_optimizer
+        while isinstance(rule, OptimizerWrapper):
+            rule = rule.inner_optimizer
+        return rule
+
+    def _updates(self, after):
+        """Whether this call of ``apply`` updates the weights (the inner optimizer's
+        ``iterations`` advance), rather than only accumulating a micro-batch's gradient: read
+        before the inner step (``after=False``) or after it."""
+        rule = self._rule()
+        steps = rule.gradient_accumulation_steps or 1
+        return ops.equal(ops.mod(rule._iterations + (0 if after else 1), steps), 0)
 
     def _before_step(self, variables):
         """Runs before the inner step (with ``iterations`` not yet advanced)."""

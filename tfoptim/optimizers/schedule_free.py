@@ -103,14 +103,15 @@ class ScheduleFree(OptimizerWrapper):
         accumulates (its step is then zero, and so is the update of ``y`` and ``z``)."""
         inner = self.inner_optimizer
         dtype = self._weight_sum.dtype
-        accumulation = inner.gradient_accumulation_steps or 1
-        due = ops.equal(ops.mod(inner._iterations + 1, accumulation), 0)
+        due = self._updates(after=False)
         step = ops.cast(self.iterations + 1, dtype)
         scale = ops.minimum(step / self.warmup_steps, 1.0) if self.warmup_steps else ops.ones((), dtype)
         rate = ops.cast(inner.learning_rate, dtype) * scale
-        lr_max = ops.where(due, ops.maximum(self._lr_max, rate), self._lr_max)
+        # Read as tensors: JAX's `where` does not take a Keras variable.
+        lr_max, total = ops.convert_to_tensor(self._lr_max), ops.convert_to_tensor(self._weight_sum)
+        lr_max = ops.where(due, ops.maximum(lr_max, rate), lr_max)
         weight = ops.power(step, self.r) * ops.power(lr_max, self.weight_lr_power)
-        total = ops.where(due, self._weight_sum + weight, self._weight_sum)
+        total = ops.where(due, total + weight, total)
         self._lr_max.assign(lr_max)
         self._weight_sum.assign(total)
         c = ops.where(ops.logical_and(due, total > 0), weight / ops.where(total > 0, total, 1.0), 0.0)

@@ -60,10 +60,11 @@ class SWA(OptimizerWrapper):
         self._update_each(self._snapshot_due, self._snapshot, variables)
 
     def _snapshot_due(self):
+        # With the inner optimizer's gradient accumulation, `iterations` stays put over the
+        # micro-steps that follow an update: only the update's call takes the snapshot.
         offset = ops.subtract(self._step_index(), self.start_averaging)
-        return ops.logical_and(
-            ops.greater_equal(offset, 0), ops.equal(ops.mod(offset, self.average_period), 0)
-        )
+        due = ops.logical_and(ops.greater_equal(offset, 0), ops.equal(ops.mod(offset, self.average_period), 0))
+        return ops.logical_and(due, self._updates(after=True))
 
     def _snapshot(self, variable):
         average = self._slot(self._averages, variable)

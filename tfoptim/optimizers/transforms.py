@@ -36,6 +36,12 @@ class GradientTransform(OptimizerWrapper):
     #: shares still add up to the transform of the whole, so no extra all-reduce is needed.
     linear = False
 
+    @property
+    def steps_every_call(self):
+        # It steps its inner optimizer on every call, so counts calls as that one does: a
+        # transform around SAM is refused inside Lookahead, SWA and ScheduleFree as SAM is.
+        return getattr(self.inner_optimizer, "steps_every_call", True)
+
     def apply(self, grads, trainable_variables=None):
         if len(grads) == 0:
             return
