@@ -1,8 +1,9 @@
-"""``moment_dtype="bfloat16"``: the moments of Adam, AdamW, LazyAdam, Lion and AdaBelief stored
-in bfloat16, the arithmetic in the variable's dtype.
+"""``moment_dtype="bfloat16"``: the moments of Adam, AdamW, LazyAdam, Lion, AdaBelief, RAdam,
+Yogi, ADOPT, AdEMAMix and Adan stored in bfloat16, the arithmetic in the variable's dtype.
 
-Reference: the NumPy rules below, float64, each moment rounded to bfloat16 after each update
-(round to nearest even, through float32 as TensorFlow's cast rounds float64) and used rounded.
+Reference: the NumPy rules of ``tests/numpy_adam_family.py``, float64, each moment rounded to
+bfloat16 after each update (round to nearest even, through float32 as TensorFlow's cast rounds
+float64) and used rounded.
 Both sides compute the same float64 formulas; a moment's rounding could part only where its
 float32 value lies within float64 rounding of a bfloat16 tie (measured: never along these
 trajectories, largest difference below).
@@ -13,8 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import numpy_adam_family as np_rules
 import tfoptim.optimizers as to
-from reference_problem import STEPS, gradient, initial_problem
+from numpy_adam_family import bfloat16
+from reference_problem import SHAPES, STEPS
 from trajectory import assert_close, assert_fast_path_follows_slow_path, floatx, run
 
 # The same formulas in a different operation order (pow, the fused update): a few ulps per step
@@ -24,78 +27,35 @@ RTOL = 1e-12
 CHECKPOINTS = (1, 10, 50, STEPS)
 
 
-def bfloat16(x):
-    """``x`` rounded to bfloat16 (to nearest even, through float32), as float64."""
-    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
-
-
-def ema(old, value, decay):
-    return bfloat16(old + (value - old) * (1 - decay))
-
-
-def adam(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, weight_decay=0.0):
-    """Kingma & Ba's Adam ("epsilon hat" form) with Keras's decoupled decay, moments rounded."""
-
-    def step(state, theta, g, t):
-        theta = theta - lr * weight_decay * theta
-        state["m"] = ema(state["m"], g, beta_1)
-        state["v"] = v = ema(state["v"], g * g, beta_2)
-        if amsgrad:
-            state["vmax"] = v = np.maximum(state["vmax"], v)
-        c1, c2 = 1 - beta_1**t, 1 - beta_2**t
-        return theta - lr * np.sqrt(c2) / c1 * state["m"] / (np.sqrt(v) + epsilon)
-
-    return step
-
-
-def lion(lr, beta_1=0.9, beta_2=0.99):
-    """Chen et al.'s Algorithm 2, the momentum rounded."""
-
-    def step(state, theta, g, t):
-        c = beta_1 * state["m"] + (1 - beta_1) * g
-        state["m"] = bfloat16(beta_2 * state["m"] + (1 - beta_2) * g)
-        return theta - lr * np.sign(c)
-
-    return step
-
-
-def ada_belief(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-16):
-    """Zhuang et al.'s Algorithm 2 (no rectification): ``s`` rounded after its average and
-    again after epsilon is added, the two writes of the rule."""
-
-    def step(state, theta, g, t):
-        state["m"] = m = ema(state["m"], g, beta_1)
-        state["s"] = s = bfloat16(ema(state["s"], (g - m) ** 2, beta_2) + epsilon)
-        c1, c2 = 1 - beta_1**t, 1 - beta_2**t
-        return theta - lr / c1 * m / (np.sqrt(s / c2) + epsilon)
-
-    return step
-
-
-def numpy_trajectory(rule):
-    params, targets, curvatures = initial_problem()
-    states = [{k: np.zeros_like(p) for k in ("m", "v", "vmax", "s")} for p in params]
-    out = {}
-    for t in range(1, STEPS + 1):
-        params = [rule(s, p, gradient(p, y, c), t) for s, p, y, c in zip(states, params, targets, curvatures)]
-        if t in CHECKPOINTS:
-            out[t] = [p.copy() for p in params]
-    return out
-
-
-# id -> (tfoptim class, kwargs, NumPy rule)
+# id -> (tfoptim class, kwargs, NumPy rule from tests/numpy_adam_family.py)
 CASES = {
-    "adam": (to.Adam, dict(learning_rate=0.01), adam(0.01)),
-    "adam_amsgrad": (to.Adam, dict(learning_rate=0.01, beta_2=0.99, amsgrad=True), adam(0.01, beta_2=0.99, amsgrad=True)),
-    "adamw": (to.AdamW, dict(learning_rate=0.01, weight_decay=0.05), adam(0.01, weight_decay=0.05)),
-    "lazy_adam": (to.LazyAdam, dict(learning_rate=0.01), adam(0.01)),
-    "lion": (to.Lion, dict(learning_rate=0.003), lion(0.003)),
-    "ada_belief": (to.AdaBelief, dict(learning_rate=0.01, rectify=False), ada_belief(0.01)),
+    "adam": (to.Adam, dict(learning_rate=0.01), np_rules.adam(0.01, rounding=bfloat16)),
+    "adam_amsgrad": (
+        to.Adam,
+        dict(learning_rate=0.01, beta_2=0.99, amsgrad=True),
+        np_rules.adam(0.01, beta_2=0.99, amsgrad=True, rounding=bfloat16),
+    ),
+    "adamw": (
+        to.AdamW, dict(learning_rate=0.01, weight_decay=0.05), np_rules.adam(0.01, weight_decay=0.05, rounding=bfloat16)
+    ),
+    "lazy_adam": (to.LazyAdam, dict(learning_rate=0.01), np_rules.adam(0.01, rounding=bfloat16)),
+    "lion": (to.Lion, dict(learning_rate=0.003), np_rules.lion(0.003, rounding=bfloat16)),
+    "ada_belief": (to.AdaBelief, dict(learning_rate=0.01, rectify=False), np_rules.ada_belief(0.01, rounding=bfloat16)),
+    "radam": (
+        to.RAdam, dict(learning_rate=0.01, beta_2=0.99), np_rules.radam(0.01, beta_2=0.99, rounding=bfloat16)
+    ),
+    "yogi": (to.Yogi, dict(learning_rate=0.01), np_rules.yogi(0.01, rounding=bfloat16)),
+    "adopt": (to.ADOPT, dict(learning_rate=0.003, beta_2=0.999), np_rules.adopt(0.003, beta_2=0.999, rounding=bfloat16)),
+    "ademamix": (
+        to.AdEMAMix, dict(learning_rate=0.005, beta_3=0.999), np_rules.ademamix(0.005, beta_3=0.999, rounding=bfloat16)
+    ),
+    "adan": (to.Adan, dict(learning_rate=0.01), np_rules.adan(0.01, rounding=bfloat16)),
 }
+# Rules added to the option after the first: their cases run in the second tier.
+LATER = (to.RAdam, to.Yogi, to.ADOPT, to.AdEMAMix, to.Adan)
 
 
+@pytest.mark.variants("adam", "adam_amsgrad", "adamw", "lazy_adam", "lion", "ada_belief", "adan")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_follows_numpy_with_rounded_moments(case):
     klass, kwargs, rule = CASES[case]
@@ -103,7 +63,7 @@ def test_follows_numpy_with_rounded_moments(case):
         optimizer = klass(moment_dtype="bfloat16", exact_hyperparameters=True, **kwargs)
         ours = run(optimizer, CHECKPOINTS)
         wide = run(klass(exact_hyperparameters=True, **kwargs), (STEPS,))
-    expected = numpy_trajectory(rule)
+    expected = np_rules.trajectory(rule, CHECKPOINTS, SHAPES)
     for step in CHECKPOINTS:
         assert_close(ours[step], expected[step], RTOL)
     # The rounding shows: float64 moments end elsewhere.
@@ -112,7 +72,9 @@ def test_follows_numpy_with_rounded_moments(case):
     assert slots and {v.dtype for v in slots} == {"bfloat16"}
 
 
-@pytest.mark.parametrize("klass", [to.Adam, to.Lion, to.AdaBelief])
+@pytest.mark.variants("float32-Adam", "float32-Lion", "float32-AdaBelief", "float64-Adam", "float64-Lion",
+                      "float64-AdaBelief")
+@pytest.mark.parametrize("klass", [to.Adam, to.Lion, to.AdaBelief, *LATER], ids=lambda k: k.__name__)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_default_keeps_the_variables_dtype(klass, dtype):
     """The default ``"float32"`` is Keras's layout: each slot in its variable's dtype (so a
@@ -130,7 +92,7 @@ def state_bytes(optimizer):
     return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in optimizer.variables if len(v.shape) > 0)
 
 
-@pytest.mark.parametrize("klass", [to.Adam, to.AdamW, to.Lion, to.AdaBelief, to.LazyAdam])
+@pytest.mark.parametrize("klass", [to.Adam, to.AdamW, to.Lion, to.AdaBelief, to.LazyAdam, *LATER])
 @pytest.mark.parametrize("fast_path", [True, "grouped"])
 def test_state_bytes_halve(klass, fast_path):
     variables = [keras.Variable(np.zeros(s, "float32")) for s in ((3,), (4, 5), (7,), (300, 300))]
@@ -140,20 +102,19 @@ def test_state_bytes_halve(klass, fast_path):
         optimizer.build(variables)
         built[moment_dtype] = state_bytes(optimizer)
     parameters = sum(int(np.prod(v.shape)) for v in variables)
-    slots = {to.Lion: 1}.get(klass, 2)
+    slots = {to.Lion: 1, to.AdEMAMix: 3, to.Adan: 4}.get(klass, 2)
     assert built["float32"] == 4 * slots * parameters
     assert built["bfloat16"] == built["float32"] // 2
 
 
-@pytest.mark.parametrize("make", [
-    lambda fast: to.Adam(learning_rate=0.01, amsgrad=True, moment_dtype="bfloat16", fast_path=fast),
-    lambda fast: to.Lion(learning_rate=0.003, moment_dtype="bfloat16", fast_path=fast),
-    lambda fast: to.AdaBelief(learning_rate=0.01, moment_dtype="bfloat16", fast_path=fast),
-], ids=["adam", "lion", "ada_belief"])
-def test_fast_path_follows_slow_path(make):
+@pytest.mark.variants("adam", "lion", "ada_belief")
+@pytest.mark.parametrize("case", ["adam_amsgrad", "lion", "ada_belief", "radam", "yogi", "adopt", "ademamix", "adan"],
+                         ids=lambda case: {"adam_amsgrad": "adam"}.get(case, case))
+def test_fast_path_follows_slow_path(case):
     """The fused XLA call and the flat groups round the moments as the per-variable loop
     does (through float32 from float64)."""
-    assert_fast_path_follows_slow_path(make, 20, 1e-12)
+    klass, kwargs, _ = CASES[case]
+    assert_fast_path_follows_slow_path(lambda fast: klass(moment_dtype="bfloat16", fast_path=fast, **kwargs), 20, 1e-12)
 
 
 def test_checkpoint_holds_bfloat16_slots(tmp_path):
@@ -195,7 +156,7 @@ def test_keras_file_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("klass", [to.Adam, to.AdamW, to.Lion, to.AdaBelief, to.LazyAdam])
+@pytest.mark.parametrize("klass", [to.Adam, to.AdamW, to.Lion, to.AdaBelief, to.LazyAdam, *LATER])
 def test_bad_moment_dtype(klass):
     with pytest.raises(ValueError, match="moment_dtype"):
         klass(moment_dtype="float16")

@@ -32,6 +32,16 @@ def store(optimizer, slot, value):
     return ops.cast(rounded, dtype)
 
 
+def add_to(optimizer, slot, increment):
+    """``slot <- slot + increment`` in place; returns the new value (see :func:`store`). In the
+    slot's own dtype an ``assign_add``; a narrower slot is read in ``increment``'s dtype and the
+    sum rounded once."""
+    if _same_dtype(slot, increment):
+        optimizer.assign_add(slot, increment)
+        return slot
+    return store(optimizer, slot, ops.add(read(slot, increment.dtype), increment))
+
+
 def update_moment(optimizer, moment, value, decay):
     """Exponential moving average in place: ``moment <- decay * moment + (1 - decay) * value``;
     returns the new moment (see :func:`store`).

@@ -12,6 +12,7 @@ from tfoptim._validation import (
 from tfoptim.optimizers._moments import (
     adam_step,
     bias_correction,
+    cautious,
     keep_maximum,
     local_step,
     read,
@@ -55,6 +56,13 @@ class AdaBelief(Optimizer):
     step reads ``s``; here (as in TFA) it reads ``s_max``. TFA's warm-up
     (``total_steps``, ``warmup_proportion``, ``min_learning_rate``) works as in :class:`RAdam`.
 
+    ``cautious=True`` (C-AdaBelief, Liang et al. 2024) masks ``m`` in the step (either form)
+    where it disagrees in sign with ``g``, ``m * mask / max(mean(mask), 1e-3)`` with
+    ``mask = (m * g > 0)``, as :class:`Adam` does (see
+    :func:`tfoptim.optimizers._moments.cautious`); ``m`` and ``s`` themselves are not masked.
+    Neither the authors' code nor timm or ``pytorch_optimizer`` offer it: tested against the
+    paper's masking written in NumPy.
+
     ``moment_dtype="bfloat16"`` stores ``m`` and ``s`` (and ``s_max``) in bfloat16, computed in
     the variable's dtype and rounded when written (``s`` twice: after its average and after
     adding epsilon, the two writes above), as in :class:`Adam`.
@@ -79,6 +87,8 @@ class AdaBelief(Optimizer):
         warmup_proportion: fraction of ``total_steps`` spent warming up, in [0, 1]. Defaults
             to 0.1.
         min_learning_rate: rate reached at ``total_steps``, >= 0. Defaults to 0.
+        cautious: mask the step where it disagrees with the gradient, see above. Defaults to
+            False.
         moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``. Defaults to
             ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
@@ -100,6 +110,7 @@ class AdaBelief(Optimizer):
         total_steps=0,
         warmup_proportion=0.1,
         min_learning_rate=0.0,
+        cautious=False,
         moment_dtype="float32",
         name=None,
         **kwargs,
@@ -116,6 +127,7 @@ class AdaBelief(Optimizer):
         self.total_steps = check_steps("total_steps", total_steps)
         self.warmup_proportion = check_range("warmup_proportion", warmup_proportion, 0.0, 1.0)
         self.min_learning_rate = check_non_negative("min_learning_rate", min_learning_rate)
+        self.init_cautious(cautious)
         self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
 
     def build(self, variables):
@@ -155,6 +167,8 @@ class AdaBelief(Optimizer):
         index = self._get_variable_index(variable)
         m = read(self._momentums[index], variable.dtype)
         s = read(self._belief_hats[index] if self.amsgrad else self._beliefs[index], variable.dtype)
+        if self.cautious:
+            m = cautious(m, ops.cast(gradient, variable.dtype))
         if self.rectify:
             self.assign_sub(variable, rectified_step(self, m, s, learning_rate, step))
             return

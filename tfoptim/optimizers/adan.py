@@ -1,9 +1,16 @@
 import keras
 from keras import ops
 
-from tfoptim._validation import check_positive, check_unit_interval
-from tfoptim.optimizers._moments import bias_correction, local_step, update_moment
-from tfoptim.optimizers.base import Optimizer
+from tfoptim._validation import check_choice, check_positive, check_unit_interval
+from tfoptim.optimizers._moments import (
+    bias_correction,
+    cautious,
+    local_step,
+    read,
+    store,
+    update_moment,
+)
+from tfoptim.optimizers.base import MOMENT_DTYPES, Optimizer
 from tfoptim.optimizers.graph import is_sparse
 
 
@@ -30,6 +37,15 @@ class Adan(Optimizer):
     weights first, which is Keras's decoupled decay. The official ``max_grad_norm`` is Keras's
     ``global_clipnorm`` (the official divides by ``norm + eps``, Keras by ``max(norm, clip)``).
 
+    ``cautious=True`` (Liang et al. 2024) masks the gradient momentum where it disagrees in
+    sign with ``g``: ``m * mask / max(mean(mask), 1e-3)`` for ``m`` in ``u``,
+    ``mask = (m * g > 0)`` (see :func:`tfoptim.optimizers._moments.cautious`); the
+    gradient-difference term ``beta_2 * v``, the moments themselves and the weight decay are not
+    masked. This is timm's ``Adan(caution=True)``; the paper's general rule would mask all of
+    ``u``. ``moment_dtype="bfloat16"`` stores ``m``, ``v``, ``n`` and the previous gradient in
+    bfloat16 (so ``d = g - g_prev`` uses the rounded ``g_prev``: the whole state halves),
+    computed in the variable's dtype and rounded when written, as in :class:`Adam`.
+
     Reference: Xie, Zhou, Li, Lin & Yan, "Adan: Adaptive Nesterov Momentum Algorithm for Faster
     Optimizing Deep Models" (IEEE TPAMI 2024, arXiv:2208.06677); official implementation
     sail-sg/Adan.
@@ -42,6 +58,10 @@ class Adan(Optimizer):
         epsilon: > 0. Defaults to 1e-8.
         no_prox: apply ``weight_decay`` before the step instead of the proximal division.
             Defaults to False.
+        cautious: mask the gradient momentum's term where it disagrees with the gradient, see
+            above. Defaults to False.
+        moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``, see above.
+            Defaults to ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`; ``weight_decay`` (>= 0,
             default None: none) is applied as described above.
     """
@@ -58,6 +78,8 @@ class Adan(Optimizer):
         beta_3=0.99,
         epsilon=1e-8,
         no_prox=False,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -67,6 +89,8 @@ class Adan(Optimizer):
         self.beta_3 = check_unit_interval("beta_3", beta_3)
         self.epsilon = check_positive("epsilon", epsilon)
         self.no_prox = bool(no_prox)
+        self.init_cautious(cautious)
+        self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
 
     def build(self, variables):
         if self.built:
@@ -77,7 +101,7 @@ class Adan(Optimizer):
             self._difference_momentums,
             self._velocities,
             self._previous_gradients,
-        ) = self.add_optimizer_variables(
+        ) = self.add_moment_variables(
             variables, ["momentum", "difference_momentum", "velocity", "previous_gradient"]
         )
 
@@ -98,7 +122,7 @@ class Adan(Optimizer):
         gradient = self._dense_gradient(gradient, variable)
         step = local_step(self, variable.dtype)
         index = self._get_variable_index(variable)
-        previous = self._previous_gradients[index]
+        previous = read(self._previous_gradients[index], variable.dtype)
         # The official code starts g_prev at g_1, so the first difference is exactly zero.
         difference = ops.where(
             ops.equal(step, 1), ops.zeros_like(gradient), ops.subtract(gradient, previous)
@@ -117,10 +141,13 @@ class Adan(Optimizer):
         step = local_step(self, dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
-        v = self._difference_momentums[index]
-        n = self._velocities[index]
-        self.assign(self._previous_gradients[index], self._dense_gradient(gradient, variable))
+        m = read(self._momentums[index], dtype)
+        v = read(self._difference_momentums[index], dtype)
+        n = read(self._velocities[index], dtype)
+        gradient = self._dense_gradient(gradient, variable)
+        store(self, self._previous_gradients[index], gradient)
+        if self.cautious:
+            m = cautious(m, gradient)
 
         root_3 = ops.cast(ops.sqrt(bias_correction(self.hyperparameter(self.beta_3), step)), dtype)
         denominator = ops.add(ops.divide(ops.sqrt(n), root_3), self.epsilon)

@@ -3,9 +3,22 @@ import math
 import keras
 from keras import ops
 
-from tfoptim._validation import check_non_negative, check_positive, check_steps, check_unit_interval
-from tfoptim.optimizers._moments import bias_correction, local_step, update_moment
-from tfoptim.optimizers.base import Optimizer
+from tfoptim._validation import (
+    check_choice,
+    check_non_negative,
+    check_positive,
+    check_steps,
+    check_unit_interval,
+)
+from tfoptim.optimizers._moments import (
+    add_to,
+    bias_correction,
+    cautious,
+    local_step,
+    read,
+    update_moment,
+)
+from tfoptim.optimizers.base import MOMENT_DTYPES, Optimizer
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -32,6 +45,16 @@ class AdEMAMix(Optimizer):
     while warming up. ``alpha`` defaults to 5 (the authors' optax code and the paper's
     experiments; their PyTorch file defaults to 2).
 
+    ``cautious=True`` (Liang et al. 2024) masks the fast EMA where it disagrees in sign with
+    ``g``: ``m1 * mask / max(mean(mask), 1e-3)`` for ``m1`` in the step, ``mask = (m1 * g > 0)``
+    (see :func:`tfoptim.optimizers._moments.cautious`); the slow EMA's term ``alpha(t) * m2``,
+    whose long memory is meant to disagree with recent gradients, is not masked, nor are the
+    EMAs themselves. That is ``pytorch_optimizer.AdEMAMix(cautious=True)``'s choice, followed
+    here; the paper's general rule would mask the whole numerator. ``pytorch_optimizer``
+    divides by ``(sum(mask) + 1) / size`` instead. ``moment_dtype="bfloat16"`` stores ``m1``,
+    ``m2`` and ``v`` in bfloat16, computed in the variable's dtype and rounded when written, as
+    in :class:`Adam`.
+
     Reference: Pagliardini, Ablin & Grangier, "The AdEMAMix Optimizer: Better, Faster, Older"
     (ICLR 2025, arXiv:2409.03137); official implementation apple/ml-ademamix.
 
@@ -46,6 +69,10 @@ class AdEMAMix(Optimizer):
         beta_3_warmup: steps over which ``beta_3`` grows from ``beta_1``, an integer >= 1, or
             None (no warmup; requires ``beta_1, beta_3 > 0``). Defaults to None.
         epsilon: > 0. Defaults to 1e-8.
+        cautious: mask the fast EMA's term where it disagrees with the gradient, see above.
+            Defaults to False.
+        moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``, see above.
+            Defaults to ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
@@ -61,6 +88,8 @@ class AdEMAMix(Optimizer):
         alpha_warmup=None,
         beta_3_warmup=None,
         epsilon=1e-8,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -79,12 +108,14 @@ class AdEMAMix(Optimizer):
                 f"> 0. Received: beta_1={beta_1!r}, beta_3={beta_3!r}"
             )
         self.epsilon = check_positive("epsilon", epsilon)
+        self.init_cautious(cautious)
+        self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._momentums, self._slow_momentums, self._velocities = self.add_optimizer_variables(
+        self._momentums, self._slow_momentums, self._velocities = self.add_moment_variables(
             variables, ["momentum", "slow_momentum", "velocity"]
         )
 
@@ -109,12 +140,14 @@ class AdEMAMix(Optimizer):
             # 1 - beta_3(t) in at least float32: in bfloat16, beta_3 itself rounds to 1.
             slow_rate = ops.cast(ops.subtract(1, ops.minimum(beta_3, self.beta_3)), dtype)
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
+        m = update_moment(self, self._momentums[index], gradient, self.beta_1)
         m_slow = self._slow_momentums[index]
-        v = self._velocities[index]
-        update_moment(self, m, gradient, self.beta_1)
-        self.assign_add(m_slow, ops.multiply(ops.subtract(gradient, m_slow), slow_rate))
-        update_moment(self, v, ops.square(gradient), self.beta_2)
+        m_slow = add_to(
+            self, m_slow, ops.multiply(ops.subtract(gradient, read(m_slow, dtype)), slow_rate)
+        )
+        v = update_moment(self, self._velocities[index], ops.square(gradient), self.beta_2)
+        if self.cautious:
+            m = cautious(m, gradient)
 
         correction_1 = ops.cast(bias_correction(self.hyperparameter(self.beta_1), step), dtype)
         root_2 = ops.cast(ops.sqrt(bias_correction(self.hyperparameter(self.beta_2), step)), dtype)

@@ -1,9 +1,9 @@
 import keras
 from keras import ops
 
-from tfoptim._validation import check_positive, check_unit_interval
-from tfoptim.optimizers._moments import scalar_dtype
-from tfoptim.optimizers.base import Optimizer
+from tfoptim._validation import check_choice, check_positive, check_unit_interval
+from tfoptim.optimizers._moments import cautious, read, scalar_dtype, store
+from tfoptim.optimizers.base import MOMENT_DTYPES, Optimizer
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -30,6 +30,15 @@ class ADOPT(Optimizer):
     the initialising step. A later revision of the official code replaces the clip by an
     epsilon schedule ``max(eps, beta_3**(k - 1))``; it is not implemented here.
 
+    ``cautious=True`` (Liang et al. 2024) masks the step ``m`` where it disagrees in sign with
+    ``g``: ``theta <- theta - alpha * m * mask / max(mean(mask), 1e-3)``, ``mask = (m * g > 0)``
+    (see :func:`tfoptim.optimizers._moments.cautious`); ``m`` itself is not masked and the
+    weight decay is not masked. This is timm's ``Adopt(caution=True)``;
+    ``pytorch_optimizer.ADOPT(cautious=True)`` compares with the normalised ``n`` (the same
+    signs) and divides by ``(sum(mask) + 1) / size``. ``moment_dtype="bfloat16"`` stores ``m``
+    and ``v`` in bfloat16, computed in the variable's dtype and rounded when written, as in
+    :class:`Adam`.
+
     Reference: Taniguchi, Harada, Minegishi, Oshima, Jeong, Nagahara, Iiyama, Suzuki, Iwasawa
     & Matsuo, "ADOPT: Modified Adam Can Converge with Any beta_2 with the Optimal Rate"
     (NeurIPS 2024, arXiv:2411.02853); official implementation iShohei220/adopt.
@@ -41,6 +50,10 @@ class ADOPT(Optimizer):
         epsilon: lower bound of ``sqrt(v)``, > 0. Defaults to 1e-6.
         clip_exponent: the clip threshold is ``k**clip_exponent``, > 0; None: no clip.
             Defaults to 0.25.
+        cautious: mask the step where it disagrees with the gradient, see above. Defaults to
+            False.
+        moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``, see above.
+            Defaults to ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`; ``weight_decay`` (>= 0,
             default None: none) is applied as described above.
     """
@@ -56,6 +69,8 @@ class ADOPT(Optimizer):
         beta_2=0.9999,
         epsilon=1e-6,
         clip_exponent=0.25,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -66,12 +81,14 @@ class ADOPT(Optimizer):
         self.clip_exponent = (
             None if clip_exponent is None else check_positive("clip_exponent", clip_exponent)
         )
+        self.init_cautious(cautious)
+        self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._momentums, self._velocities = self.add_optimizer_variables(
+        self._momentums, self._velocities = self.add_moment_variables(
             variables, ["momentum", "velocity"]
         )
 
@@ -84,8 +101,9 @@ class ADOPT(Optimizer):
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype)
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
-        v = self._velocities[index]
+        # Read explicitly: on JAX, `where` does not convert a Variable operand.
+        m = ops.convert_to_tensor(read(self._momentums[index], dtype))
+        v = read(self._velocities[index], dtype)
         normalized = ops.divide(gradient, ops.maximum(ops.sqrt(v), self.epsilon))
         if self.clip_exponent is not None:
             # The update's index k: the steps before this one (the first step only set v).
@@ -93,8 +111,7 @@ class ADOPT(Optimizer):
             bound = ops.cast(ops.power(updates, self.clip_exponent), dtype)
             normalized = ops.clip(normalized, ops.negative(bound), bound)
         m_new = ops.add(m, ops.multiply(ops.subtract(normalized, m), 1 - self.beta_1))
-        # Read explicitly: on JAX, `where` does not convert a Variable operand.
-        self.assign(m, ops.where(ops.equal(self.iterations, 0), ops.convert_to_tensor(m), m_new))
+        store(self, self._momentums[index], ops.where(ops.equal(self.iterations, 0), m, m_new))
 
     def _step_weights_and_velocity(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -102,8 +119,11 @@ class ADOPT(Optimizer):
         first = ops.equal(self.iterations, 0)
         learning_rate = ops.cast(learning_rate, dtype)
         index = self._get_variable_index(variable)
-        v = self._velocities[index]
-        moved = ops.subtract(variable, ops.multiply(self._momentums[index], learning_rate))
+        v = read(self._velocities[index], dtype)
+        m = read(self._momentums[index], dtype)
+        if self.cautious:
+            m = cautious(m, gradient)
+        moved = ops.subtract(variable, ops.multiply(m, learning_rate))
         decay = self.weight_decay_of(variable)
         if decay:
             rate = ops.cast(ops.multiply(learning_rate, self.hyperparameter(decay)), dtype)
@@ -111,4 +131,4 @@ class ADOPT(Optimizer):
         self.assign(variable, ops.where(first, ops.convert_to_tensor(variable), moved))
         square = ops.square(gradient)
         v_new = ops.add(v, ops.multiply(ops.subtract(square, v), 1 - self.beta_2))
-        self.assign(v, ops.where(first, square, v_new))
+        store(self, self._velocities[index], ops.where(first, square, v_new))

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfoptim._validation import check_learning_rate, check_non_negative, check_positive
+from tfoptim._validation import check_bool, check_learning_rate, check_non_negative, check_positive
 from tfoptim.optimizers._fast_path import FastPath
 from tfoptim.optimizers._grouping import SmallVariableGroups
 from tfoptim.optimizers._nonfinite import NonFiniteSkipping
@@ -155,9 +155,15 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
         float32 tensor first."""
         return float(value) if self.exact_hyperparameters else float(np.float32(value))
 
-    def add_moment_variables(self, variables, names):
-        """``add_optimizer_variables(variables, names)`` for a rule's moments: stored in
-        ``self.moment_dtype``.
+    def init_cautious(self, cautious):
+        """Checks and stores ``cautious`` (see :func:`tfoptim.optimizers._moments.cautious`)."""
+        self.cautious = check_bool("cautious", cautious)
+        # The mask's mean runs over each variable: grouped small variables would share it.
+        self.elementwise = not self.cautious
+
+    def add_moment_variables(self, variables, names, **kwargs):
+        """``add_optimizer_variables(variables, names, **kwargs)`` for a rule's moments: stored
+        in ``self.moment_dtype``.
 
         ``"float32"`` (the default): each slot takes its variable's dtype, as Keras's slots do
         (float32 for float32 and mixed-precision models, float64 for float64 variables).
@@ -166,10 +172,10 @@ class Optimizer(SmallVariableGroups, FastPath, NonFiniteSkipping, keras.optimize
         ``ops.cast(slot, dtype)`` and writes the new value rounded to bfloat16 (round to
         nearest even), with :func:`tfoptim.optimizers._moments.store`."""
         if self.moment_dtype == "float32":
-            return self.add_optimizer_variables(variables, names)
+            return self.add_optimizer_variables(variables, names, **kwargs)
         object.__setattr__(self, "_slot_dtype", self.moment_dtype)
         try:
-            return self.add_optimizer_variables(variables, names)
+            return self.add_optimizer_variables(variables, names, **kwargs)
         finally:
             object.__setattr__(self, "_slot_dtype", None)
 

@@ -76,10 +76,8 @@ class Lion(Optimizer):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.beta_1 = check_range("beta_1", beta_1, 0.0, 1.0)
         self.beta_2 = check_unit_interval("beta_2", beta_2)
-        self.cautious = bool(cautious)
         self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
-        # The mask's mean runs over each variable: grouped small variables would share it.
-        self.elementwise = not self.cautious
+        self.init_cautious(cautious)
 
     def build(self, variables):
         if self.built:

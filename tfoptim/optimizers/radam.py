@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from tfoptim._validation import (
+    check_choice,
     check_non_negative,
     check_positive,
     check_range,
@@ -9,13 +10,14 @@ from tfoptim._validation import (
     check_unit_interval,
 )
 from tfoptim.optimizers._moments import (
+    cautious,
     keep_maximum,
     local_step,
     rectified_step,
     update_moment,
     warmup_learning_rate,
 )
-from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.base import MOMENT_DTYPES, Optimizer
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -55,6 +57,15 @@ class RAdam(Optimizer):
     linearly to ``min_learning_rate`` at ``total_steps``; it scales the whole step, Keras's
     decoupled ``weight_decay`` included (as TFA's does).
 
+    ``cautious=True`` (C-RAdam, Liang et al. 2024) masks ``m`` in the step (both forms) where
+    it disagrees in sign with ``g``, ``m * mask / max(mean(mask), 1e-3)`` with
+    ``mask = (m * g > 0)``, as :class:`Adam` does (see
+    :func:`tfoptim.optimizers._moments.cautious`); the moments themselves are not masked.
+    Neither the authors' code nor timm or ``pytorch_optimizer`` offer it: tested against the
+    paper's masking written in NumPy. ``moment_dtype="bfloat16"`` stores ``m``, ``v`` (and
+    ``v_max``) in bfloat16, computed in the variable's dtype and rounded when written, as in
+    :class:`Adam`.
+
     Reference: Liu, Jiang, He, Chen, Liu, Gao & Han, "On the Variance of the Adaptive Learning
     Rate and Beyond" (ICLR 2020).
 
@@ -73,6 +84,10 @@ class RAdam(Optimizer):
         warmup_proportion: fraction of ``total_steps`` spent warming up, in [0, 1]. Defaults
             to 0.1.
         min_learning_rate: rate reached at ``total_steps``, >= 0. Defaults to 0.
+        cautious: mask the step where it disagrees with the gradient, see above. Defaults to
+            False.
+        moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``, see above.
+            Defaults to ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
@@ -91,6 +106,8 @@ class RAdam(Optimizer):
         total_steps=0,
         warmup_proportion=0.1,
         min_learning_rate=0.0,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -105,17 +122,19 @@ class RAdam(Optimizer):
         self.total_steps = check_steps("total_steps", total_steps)
         self.warmup_proportion = check_range("warmup_proportion", warmup_proportion, 0.0, 1.0)
         self.min_learning_rate = check_non_negative("min_learning_rate", min_learning_rate)
+        self.init_cautious(cautious)
+        self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._momentums, self._velocities = self.add_optimizer_variables(
+        self._momentums, self._velocities = self.add_moment_variables(
             variables, ["momentum", "velocity"]
         )
         self._velocity_hats = []
         if self.amsgrad:
-            self._velocity_hats = self.add_optimizer_variables(variables, "velocity_hat")
+            self._velocity_hats = self.add_moment_variables(variables, "velocity_hat")
 
     def step_learning_rate(self, learning_rate):
         # TFA's warm-up, before the base applies the rate: Keras's decoupled weight decay
@@ -128,10 +147,10 @@ class RAdam(Optimizer):
         step = local_step(self, dtype)
         learning_rate = ops.cast(learning_rate, step.dtype)
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
-        v = self._velocities[index]
-        update_moment(self, m, gradient, self.beta_1)
-        update_moment(self, v, ops.square(gradient), self.beta_2)
+        m = update_moment(self, self._momentums[index], gradient, self.beta_1)
+        v = update_moment(self, self._velocities[index], ops.square(gradient), self.beta_2)
         if self.amsgrad:
             v = keep_maximum(self, self._velocity_hats[index], v)
+        if self.cautious:
+            m = cautious(m, gradient)
         self.assign_sub(variable, rectified_step(self, m, v, learning_rate, step))

@@ -3,13 +3,16 @@ from keras import ops
 
 from tfoptim._validation import check_choice, check_non_negative, check_positive, check_unit_interval
 from tfoptim.optimizers._moments import (
+    add_to,
     bias_correction,
+    cautious,
     constant,
     local_step,
     proximal_step,
+    read,
     update_moment,
 )
-from tfoptim.optimizers.base import Optimizer
+from tfoptim.optimizers.base import MOMENT_DTYPES, Optimizer
 
 
 @keras.saving.register_keras_serializable(package="tfoptim")
@@ -35,6 +38,14 @@ class Yogi(Optimizer):
     Algorithm 2 by the bias corrections ``sqrt(1 - beta_2**t) / (1 - beta_1**t)`` (Adam's), which
     tfoptim follows.
 
+    ``cautious=True`` (Liang et al. 2024) masks ``m`` in the step where it disagrees in sign
+    with ``g``, ``m * mask / max(mean(mask), 1e-3)`` with ``mask = (m * g > 0)``, as
+    :class:`Adam` does (see :func:`tfoptim.optimizers._moments.cautious`), before the proximal
+    operator; the moments are not masked. No other implementation offers it: tested against
+    the paper's masking written in NumPy. ``moment_dtype="bfloat16"`` stores ``m`` and ``v`` in
+    bfloat16 (``v`` starts at ``initial_accumulator_value`` rounded), computed in the
+    variable's dtype and rounded when written, as in :class:`Adam`.
+
     Reference: Zaheer, Reddi, Sachan, Kale & Kumar, "Adaptive Methods for Nonconvex
     Optimization" (NeurIPS 2018).
 
@@ -47,6 +58,10 @@ class Yogi(Optimizer):
         activation: ``"sign"`` or ``"tanh"``. Defaults to ``"sign"``.
         l1_regularization_strength: >= 0. Defaults to 0.
         l2_regularization_strength: >= 0. Defaults to 0.
+        cautious: mask the step where it disagrees with the gradient, see above. Defaults to
+            False.
+        moment_dtype: ``"float32"`` (the variable's dtype) or ``"bfloat16"``, see above.
+            Defaults to ``"float32"``.
         **kwargs: see :class:`tfoptim.optimizers.base.Optimizer`.
     """
 
@@ -60,6 +75,8 @@ class Yogi(Optimizer):
         activation="sign",
         l1_regularization_strength=0.0,
         l2_regularization_strength=0.0,
+        cautious=False,
+        moment_dtype="float32",
         name=None,
         **kwargs,
     ):
@@ -77,16 +94,18 @@ class Yogi(Optimizer):
         self.l2_regularization_strength = check_non_negative(
             "l2_regularization_strength", l2_regularization_strength
         )
+        self.init_cautious(cautious)
+        self.moment_dtype = check_choice("moment_dtype", moment_dtype, MOMENT_DTYPES)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
         start = constant(self.hyperparameter(self.initial_accumulator_value))
-        self._velocities = self.add_optimizer_variables(variables, "velocity", initializer=start)
+        self._velocities = self.add_moment_variables(variables, "velocity", initializer=start)
         self._momentums = []
         if self.beta_1:
-            self._momentums = self.add_optimizer_variables(variables, "momentum")
+            self._momentums = self.add_moment_variables(variables, "momentum")
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -99,16 +118,17 @@ class Yogi(Optimizer):
         index = self._get_variable_index(variable)
         m = gradient
         if self.beta_1:
-            m = self._momentums[index]
-            update_moment(self, m, gradient, self.beta_1)
-        v = self._velocities[index]
+            m = update_moment(self, self._momentums[index], gradient, self.beta_1)
+        if self.cautious:
+            m = cautious(m, gradient)
+        v_slot = self._velocities[index]
         square = ops.square(gradient)
-        difference = ops.subtract(square, v)
+        difference = ops.subtract(square, read(v_slot, dtype))
         if self.activation == "sign":
             direction = ops.sign(difference)
         else:
             direction = ops.tanh(10.0 * difference)
-        self.assign_add(v, ops.multiply(ops.multiply(direction, square), 1.0 - self.beta_2))
+        v = add_to(self, v_slot, ops.multiply(ops.multiply(direction, square), 1.0 - self.beta_2))
         per_coordinate = ops.divide(rate, ops.add(ops.sqrt(v), self.epsilon))
         theta = ops.subtract(variable, ops.multiply(per_coordinate, m))
         if self.l1_regularization_strength or self.l2_regularization_strength:
