@@ -36,6 +36,12 @@ LOOSER = {
     # trajectory by 2e-11 to 6e-10 there.
     "dadapt_adam": 1e-9,
 }
+# Trajectories that amplify last-bit differences so fast that only the last checkpoint needs
+# more room (the earlier ones keep RTOL): ASAM at rho 0.5 agrees to 1e-16 at steps 1 and 10
+# and differs by 1.8e-4 at step 200, where a 1e-15 relative change of TensorFlow's own initial
+# weights moves its step-200 weights by 5.7e-6 (3.6e-14 at step 100), and JAX's rounding
+# differs at every step, not once.
+LOOSER_AT_END = {"asam": 1e-3}
 
 
 def _run_on_jax(output):
@@ -84,7 +90,8 @@ def test_jax_follows_tensorflow(case, jax_trajectories):
     for step in CHECKPOINTS:
         count = len(ours[step])
         expected = [jax_trajectories[f"{case}/step{step}/param{i}"] for i in range(count)]
-        assert_close(expected, ours[step], LOOSER.get(case, RTOL))
+        end = LOOSER_AT_END.get(case) if step == max(CHECKPOINTS) else None
+        assert_close(expected, ours[step], end or LOOSER.get(case, RTOL))
 
 
 def test_jax_skips_a_nonfinite_step(jax_trajectories):

@@ -16,6 +16,8 @@ accumulated (as ``optax.MultiSteps`` around ``optax.chain(transform, ...)`` woul
 there the average is transformed); for the linear gradient centralization that is the same.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -103,7 +105,11 @@ class GradientCentralization(GradientTransform):
     def transform(self, gradient, value):
         if len(gradient.shape) <= (3 if self.conv_only else 1):
             return gradient
-        return ops.subtract(gradient, ops.mean(gradient, axis=_all_but_last(gradient), keepdims=True))
+        # A sum over the count, not ops.mean: Keras's mean on JAX rounds float64 through float32.
+        axes = _all_but_last(gradient)
+        count = math.prod(gradient.shape[a] for a in axes)
+        mean = ops.divide(ops.sum(gradient, axis=axes, keepdims=True), ops.convert_to_tensor(count, gradient.dtype))
+        return ops.subtract(gradient, mean)
 
     def get_config(self):
         return self._config(conv_only=self.conv_only)
