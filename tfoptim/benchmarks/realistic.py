@@ -320,7 +320,9 @@ class Journal:
     def add(self, key, raw):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
-            f.write(json.dumps(convergence._jsonable({"key": key, "raw": raw}), separators=(",", ":")) + "\n")
+            # Floats as they are (repr round-trips exactly; NumPy scalars through float): a resumed
+            # run must give the numbers the original run gave, to the last digit.
+            f.write(json.dumps({"key": key, "raw": raw}, separators=(",", ":"), default=float) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
