@@ -130,6 +130,26 @@ def test_resumes_without_repeating_finished_trials(data, first_search, monkeypat
 
 
 @pytest.mark.slow
+def test_searches_wrappers_and_returns_the_wrapped_optimizer(data, tmp_path):
+    epochs = []
+    result = run(data, tmp_path, callbacks=[EpochCounter(epochs)], wrappers=("none", "sam"),
+                 schedules=("cosine_decay",))
+    assert result.epochs_used <= 9 and len(epochs) == 6
+    assert {t.hyperparameters.values["wrapper"] for t in result.tuner.oracle.trials.values()} <= {"none", "sam"}
+    optimizer = result.optimizer
+    if result.values["wrapper"] == "sam":
+        assert isinstance(optimizer, tfoptim.optimizers.SAM)
+        assert optimizer.rho == pytest.approx(result.values["wrapper/sam/rho"])
+        # The inner optimizer's schedule spans its descents: half the run's steps.
+        schedule = optimizer.inner_optimizer._learning_rate
+        assert schedule.decay_steps == math.ceil(result.epochs * STEPS_PER_EPOCH / 2)
+    else:
+        assert isinstance(optimizer, tfoptim.optimizers.Adam)
+    with pytest.raises(ValueError, match="other wrappers"):
+        run(data, tmp_path, wrappers=("none", "lookahead"), schedules=("cosine_decay",))
+
+
+@pytest.mark.slow
 def test_resumes_an_interrupted_search(data, tmp_path):
     started = []
 
@@ -195,6 +215,7 @@ def test_centred_range():
         ({"width": 1.0}, "width"),
         ({"optimizers": ("adam", "nosuch")}, "Unknown optimizer"),
         ({"schedules": ("nosuch",)}, "Unknown schedule"),
+        ({"wrappers": ("nosuch",)}, "Unknown wrapper"),
     ],
 )
 def test_bad_input_is_refused_before_training(data, tmp_path, kwargs, message):

@@ -34,6 +34,7 @@ from tfoptim.tuning.space import (
     canonical_names,
     optimizer_names,
 )
+from tfoptim.tuning.wrappers import WRAPPERS, wrapper_names
 
 __all__ = [
     "AutotuneResult",
@@ -47,6 +48,7 @@ __all__ = [
     "PRIORS",
     "Prior",
     "Report",
+    "WRAPPERS",
     "autotune",
     "best_optimizer",
     "canonical_names",
@@ -59,4 +61,5 @@ __all__ = [
     "sample_optimizer",
     "schedule_names",
     "trial_rows",
+    "wrapper_names",
 ]

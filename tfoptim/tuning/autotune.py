@@ -336,6 +336,7 @@ def autotune(
     objective="val_loss",
     optimizers=space.DEFAULT_OPTIMIZERS,
     schedules=sampler.DEFAULT_SCHEDULES,
+    wrappers=None,
     batch_size=32,
     loss=None,
     metrics=None,
@@ -386,6 +387,8 @@ def autotune(
             ``keras_tuner.Objective``.
         optimizers: names as in :func:`sample_optimizer`.
         schedules: schedule names as in :func:`sample_optimizer`.
+        wrappers: wrapper names as in :func:`sample_optimizer` (``["none", "sam"]``: the
+            search decides whether SAM helps); the range tests run without them.
         batch_size: for arrays (not tuned).
         loss, metrics: for ``model.compile``; default: the compiled model's own.
         factor: successive halving keeps the best ``1 / factor`` at each rung (int >= 2).
@@ -446,7 +449,8 @@ def autotune(
     schedules = (schedules,) if isinstance(schedules, str) else tuple(schedules)
     # Validates the names (and the finder's arguments below) before any training.
     sampler.sample_optimizer(keras_tuner.HyperParameters(), optimizers=optimizers,
-                             schedules=schedules, total_steps=1)
+                             schedules=schedules, wrappers=wrappers, total_steps=1)
+    wrappers = sampler._check_wrappers(wrappers)
     steps_per_epoch = _steps_per_epoch(x, batch_size, validation_split)
     finder_bound = len(optimizers) * finder_steps / steps_per_epoch
     if budget_epochs is not None and budget_epochs < max_epochs + finder_bound:
@@ -471,6 +475,7 @@ def autotune(
         "budget_epochs": budget_epochs, "factor": factor, "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch, "objective": objective.name,
         "finder_steps": finder_steps, "width": float(width),
+        **({"wrappers": wrappers} if wrappers else {}),
     }
     state_file = os.path.join(project, _STATE_FILE)
     if os.path.exists(state_file):
@@ -507,7 +512,7 @@ def autotune(
 
     hypermodel = OptimizerHyperModel(
         lambda hp: _call_build(build_model, hp), optimizers=optimizers, learning_rate=dict(ranges),
-        schedules=schedules, batch_sizes=None, loss=loss, metrics=metrics,
+        schedules=schedules, wrappers=wrappers, batch_sizes=None, loss=loss, metrics=metrics,
     )
     oracle = BudgetHyperbandOracle(objective=objective, plan=plan, deadline=deadline, seed=seed)
     tuner = _Tuner(

@@ -29,6 +29,9 @@ def add_arguments(parser):
                         help="optimizers to choose from (default: adam adamw momentum)")
     parser.add_argument("--schedules", nargs="+", default=None, metavar="NAME",
                         help="schedules to choose from (default: constant cosine_decay)")
+    parser.add_argument("--wrappers", nargs="+", default=None, metavar="NAME",
+                        help="wrappers to choose from around the optimizer, 'none' for none "
+                        "(e.g. none sam lookahead; default: no wrapper)")
     parser.add_argument("--output", default="tfoptim-autotune", metavar="DIR",
                         help="folder for the search and its report (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh")
@@ -59,6 +62,8 @@ def run(args):
         extra["optimizers"] = args.optimizers
     if args.schedules:
         extra["schedules"] = args.schedules
+    if args.wrappers:
+        extra["wrappers"] = args.wrappers
     print(f"Autotuning the optimizer of {args.problem}: {problem.description}.", flush=True)
     try:
         result = tuning.autotune(
@@ -72,7 +77,9 @@ def run(args):
     test = result.tuner.get_best_models(1)[0].evaluate(*search.fit_arguments(test), verbose=0,
                                                        return_dict=True)
     best = result.report.rows[0]
-    print(f"\nBest: {best.optimizer}, learning rate {best.learning_rate:.3g}, schedule "
+    wrapper = result.values.get("wrapper", "none")
+    wrapped = "" if wrapper == "none" else f" in {wrapper}"
+    print(f"\nBest: {best.optimizer}{wrapped}, learning rate {best.learning_rate:.3g}, schedule "
           f"{result.values.get('schedule', 'constant')}, {result.epochs} epochs of "
           f"{result.steps_per_epoch} steps: {result.objective} {result.score:.4f}, test "
           f"{problem.metric} {test[problem.metric]:.4f}.\nEpochs used: {result.epochs_used:.1f} (range tests "

@@ -26,6 +26,9 @@ def add_arguments(parser):
                         "`--optimizers all`: every one)")
     parser.add_argument("--schedules", nargs="+", default=["constant"], metavar="NAME",
                         help="learning-rate schedules to choose from (default: constant)")
+    parser.add_argument("--wrappers", nargs="+", default=None, metavar="NAME",
+                        help="wrappers to choose from around the optimizer, 'none' for none "
+                        "(e.g. none sam lookahead; default: no wrapper)")
     parser.add_argument("--output", default="tfoptim-tune", metavar="DIR",
                         help="folder for the search, trials.png, trials.json and "
                         "best_optimizer.json (default: %(default)s)")
@@ -105,6 +108,7 @@ def run(args):
         digits_mlp,
         optimizers=optimizers,
         schedules=args.schedules,
+        wrappers=args.wrappers,
         activation=("relu", "gelu", "tanh"),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],

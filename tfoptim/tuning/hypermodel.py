@@ -4,8 +4,10 @@ and activation as hyperparameters."""
 import inspect
 import math
 
+import keras
 import keras_tuner
 
+from tfoptim.callbacks.evaluation_weights import EvaluationWeights
 from tfoptim.tuning import finder, sampler, space
 
 #: Steps per epoch assumed when ``build`` runs before any ``fit`` has seen the data; ``fit``
@@ -49,9 +51,12 @@ class OptimizerHyperModel(keras_tuner.HyperModel):
     Args:
         build_model: ``build_model(hp)`` or ``build_model(hp, activation)``, returning a Keras
             model. A compiled model keeps its loss and metrics unless given here.
-        optimizers, learning_rate, schedules, warmup, tune_arguments, priors: as in
-            :func:`sample_optimizer`; the run's length is always known here, so
-            ``schedules="auto"`` chooses between a constant rate and cosine decay.
+        optimizers, learning_rate, schedules, warmup, tune_arguments, priors, wrappers: as
+            in :func:`sample_optimizer`; the run's length is always known here, so
+            ``schedules="auto"`` chooses between a constant rate and cosine decay. A trial
+            whose optimizer evaluates with other weights than it trains (SAM, Lookahead,
+            schedule-free, an EMA) is validated and checkpointed with those
+            (:class:`tfoptim.callbacks.EvaluationWeights` is added to its callbacks).
         batch_sizes: batch sizes to choose from (hyperparameter ``batch_size``); ``None``
             leaves ``batch_size`` to ``search``'s arguments.
         epochs: ``None`` (``search``'s ``epochs``), an int (fixed) or a list to choose from
@@ -79,6 +84,7 @@ class OptimizerHyperModel(keras_tuner.HyperModel):
         warmup=None,
         tune_arguments="needed",
         priors=None,
+        wrappers=None,
         name=None,
         tunable=True,
     ):
@@ -113,6 +119,7 @@ class OptimizerHyperModel(keras_tuner.HyperModel):
             warmup=warmup,
             tune_arguments=tune_arguments,
             priors=priors,
+            wrappers=wrappers,
         )
         # Validate the optimizer space now rather than in the first trial.
         sampler.sample_optimizer(keras_tuner.HyperParameters(), total_steps=1, **self.optimizer_args)
@@ -215,7 +222,26 @@ class OptimizerHyperModel(keras_tuner.HyperModel):
             # The schedule spans this run exactly; build() only guessed.
             with model.distribute_strategy.scope():
                 self._compile(model, hp, max(1, per_epoch * epochs))
+        callbacks = list(kwargs.get("callbacks") or [])
+        if _keeps_evaluation_weights(model.optimizer) and not any(
+            isinstance(c, EvaluationWeights) for c in callbacks
+        ):
+            # Judge (and checkpoint) a trial by the weights it would be deployed with:
+            # schedule-free's x, Lookahead's slow weights, SAM's unperturbed w, an EMA.
+            kwargs["callbacks"] = callbacks + [EvaluationWeights()]
         return model.fit(*args, **kwargs)
+
+
+def _keeps_evaluation_weights(optimizer):
+    """Whether ``optimizer`` evaluates with weights other than the trained ones."""
+    if optimizer is None:
+        return False
+    if hasattr(optimizer, "evaluation_values") or getattr(optimizer, "use_ema", False):
+        return True
+    if isinstance(optimizer, keras.optimizers.ScheduleFreeAdamW):
+        return True
+    inner = getattr(optimizer, "inner_optimizer", None)
+    return inner is not None and _keeps_evaluation_weights(inner)
 
 
 def _is_array_like(x):

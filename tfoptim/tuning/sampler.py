@@ -7,7 +7,8 @@ them with ``"<name>/"`` so several optimizers can be tuned in one model):
 - ``<optimizer>/learning_rate``, ``<optimizer>/<argument>``: that optimizer's own, each in a
   conditional scope on ``optimizer``, so a trial holds values only for the chosen one;
 - ``schedule``, ``schedule/<schedule>/<parameter>``, ``warmup``: when schedules or a warm-up
-  are tuned.
+  are tuned;
+- ``wrapper``, ``wrapper/<wrapper>/<argument>``: when wrappers are (``wrappers=``).
 
 Every optimizer's and schedule's hyperparameters are declared in every trial (inactive ones
 stay unset), so the oracle sees the whole space from the first trial: Bayesian optimization
@@ -18,9 +19,11 @@ import math
 
 from tfoptim.tuning import schedules as schedule_space
 from tfoptim.tuning import space
+from tfoptim.tuning import wrappers as wrapper_space
 
 _SCHEDULE = "schedule"
 _WARMUP = "warmup"
+_WRAPPER = "wrapper"
 
 #: The schedules ``schedules="auto"`` chooses from when the run's length is known: a constant
 #: rate, or cosine decay to a tuned fraction of it, the usual strong choice for a fixed budget.
@@ -110,6 +113,7 @@ def sample_optimizer(
     total_steps=None,
     tune_arguments="needed",
     priors=None,
+    wrappers=None,
     name="optimizer",
 ):
     """Samples an optimizer and only its own hyperparameters; returns the optimizer.
@@ -157,13 +161,25 @@ def sample_optimizer(
         priors: overrides by constructor-argument name, for every optimizer that has the
             argument: a ``tfoptim.tuning.Prior``, a ``(low, high[, sampling])`` tuple, a list
             of choices, or a value to fix.
+        wrappers: wrappers to choose from around the optimizer, one per trial: ``"none"``
+            (the optimizer alone), ``"sam"``, ``"asam"``, ``"lookahead"``,
+            ``"gradient_centralization"`` (``"gc"``), ``"adaptive_gradient_clipping"``
+            (``"agc"``); each tunes its own arguments in a conditional scope (SAM's ``rho``,
+            Lookahead's ``sync_period`` and ``slow_step_size``, AGC's ``clip_factor``; see
+            ``tfoptim.tuning.wrappers.WRAPPERS`` for the ranges). Name one to use it in every
+            trial, ``["none", "sam"]`` to let the search decide. Under SAM a step of the
+            optimizer takes two ``fit`` steps, so its schedule spans half of ``total_steps``.
+            Evaluate SAM and Lookahead with their evaluation weights
+            (:class:`tfoptim.callbacks.EvaluationWeights`; ``OptimizerHyperModel`` and
+            ``autotune`` add it). ``None`` (the default): no wrapper, no hyperparameter.
         name: the name of the choice; other names prefix every hyperparameter.
 
     Raises:
-        ValueError: an unknown optimizer or schedule, an empty list, an inverted range, or a
-            schedule without ``total_steps``.
+        ValueError: an unknown optimizer, schedule or wrapper, an empty list, an inverted
+            range, or a schedule without ``total_steps``.
     """
     optimizer_names = _check_names("optimizers", optimizers, space.resolve)
+    wrapper_names = _check_wrappers(wrappers)
     if isinstance(schedules, str) and schedules == "auto":
         schedules = DEFAULT_SCHEDULES if total_steps is not None else ("constant",)
     schedule_names = _check_names("schedules", schedules, schedule_space.resolve_schedule)
@@ -194,7 +210,38 @@ def sample_optimizer(
                     _declare(hp, f"{prefix}{_SCHEDULE}/{schedule}/{parameter}", prior)
     if warmup and warmup[1] > 0:
         _declare_warmup(hp, prefix, warmup, schedule_names)
+    if wrapper_names:
+        _declare_wrappers(hp, prefix, wrapper_names)
     return optimizer_from_values(hp.values, total_steps=total_steps, name=name)
+
+
+def _check_wrappers(wrappers):
+    if wrappers is None:
+        return None
+    if isinstance(wrappers, str):
+        wrappers = (wrappers,)
+    wrappers = list(wrappers)
+    if not wrappers:
+        raise ValueError("`wrappers` must name at least one (or be None); received an empty list.")
+    resolved = [wrapper_space.resolve_wrapper(w) for w in wrappers]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"`wrappers` names the same wrapper twice. Received: {wrappers!r}")
+    return resolved
+
+
+def _declare_wrappers(hp, prefix, names):
+    if len(names) == 1:
+        hp.Fixed(f"{prefix}{_WRAPPER}", names[0])
+    else:
+        hp.Choice(f"{prefix}{_WRAPPER}", names)
+    for wrapper in names:
+        if wrapper == wrapper_space.NONE:
+            continue
+        spec = wrapper_space.WRAPPERS[wrapper]
+        defaults = dict(spec.defaults)
+        with hp.conditional_scope(f"{prefix}{_WRAPPER}", [wrapper]):
+            for argument, prior in spec.priors:
+                _declare(hp, f"{prefix}{_WRAPPER}/{wrapper}/{argument}", prior, defaults.get(argument))
 
 
 def _declare_warmup(hp, prefix, warmup, schedule_names):
@@ -277,8 +324,17 @@ def optimizer_from_values(values, total_steps=None, name="optimizer"):
         )
     params_prefix = f"{prefix}{_SCHEDULE}/{schedule}/"
     params = {k[len(params_prefix):]: v for k, v in values.items() if k.startswith(params_prefix)}
+    wrapper = values.get(f"{prefix}{_WRAPPER}", wrapper_space.NONE)
+    if total_steps is not None:
+        # The schedule counts the inner optimizer's steps (SAM's come every second call).
+        total_steps = max(1, math.ceil(total_steps / wrapper_space.calls_per_step(wrapper)))
     rate = schedule_space.build_schedule(schedule, peak, params, total_steps, warmup)
-    return spec.build(learning_rate=rate, **kwargs)
+    optimizer = spec.build(learning_rate=rate, **kwargs)
+    if wrapper == wrapper_space.NONE:
+        return optimizer
+    own = f"{prefix}{_WRAPPER}/{wrapper}/"
+    wrapper_kwargs = {k[len(own):]: v for k, v in values.items() if k.startswith(own)}
+    return wrapper_space.WRAPPERS[wrapper].build(optimizer, **wrapper_kwargs)
 
 
 def schedule_names():
