@@ -162,7 +162,12 @@ def test_a_transform_commutes_with_an_averaging_wrapper(transform, inner):
 
 
 @pytest.mark.variants("SWA", "SAM")
-@pytest.mark.parametrize("stack", [pytest.param(lambda inner, name=name: AROUND[name](inner), id=name) for name in AROUND])
+@pytest.mark.parametrize("stack", [
+    *(pytest.param(lambda inner, name=name: AROUND[name](inner), id=name) for name in AROUND),
+    # The deepest stack the orders allow: Keras's accumulation three wrappers below SAM's cond.
+    pytest.param(lambda inner: AROUND["SAM"](AROUND["Lookahead"](AROUND["GradientCentralization"](inner))),
+                 id="SAM-Lookahead-GradientCentralization"),
+])
 def test_gradient_accumulation_on_the_innermost_optimizer(stack):
     """Accumulating two micro-batches of the gradient at the same weights is one step with
     that gradient: after 2n calls the stack (weights and evaluation weights) is where it is

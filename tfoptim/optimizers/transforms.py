@@ -59,6 +59,13 @@ class GradientTransform(OptimizerWrapper):
             ]
             if replicas > 1:
                 grads = [None if g is None else ops.divide(g, replicas) for g in grads]
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                # Inside a cond branch (SAM's descent) a gradient passed on unchanged (a bias's)
+                # is still a tensor of the enclosing graph, and Keras's all-reduce in the inner
+                # step (a custom_gradient) refuses outputs from two graphs.
+                grads = [None if g is None else tf.identity(g) for g in grads]
         self.inner_optimizer.apply(grads, trainable_variables)
 
     def transform(self, gradient, value):
