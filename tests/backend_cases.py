@@ -72,3 +72,30 @@ def make(case):
         inner, inner_kwargs = kwargs.pop("optimizer")
         return getattr(to, name)(getattr(to, inner)(**inner_kwargs), **kwargs)
     return getattr(to, name)(**kwargs)
+
+
+#: The wrappers trained by a literal ``model.fit`` on both backends (Keras's own training step:
+#: ``jax.jit`` of ``stateless_apply`` on JAX, ``tf.function`` on TensorFlow).
+FIT_CASES = ("sam", "asam", "lookahead", "swa", "schedule_free", "gradient_centralization",
+             "adaptive_gradient_clipping")
+
+
+def fit_run(optimizer):
+    """``model.fit`` of a two-layer model on fixed data, 3 epochs of 6 steps, validated with the
+    optimizer's evaluation weights; returns the trained weights and the validation losses.
+    Keras and NumPy only: it runs on whichever backend Keras was imported with."""
+    import keras
+    import numpy as np
+
+    from tfoptim.callbacks import EvaluationWeights
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(48, 4))
+    y = np.stack([np.sin(x[:, 0] + x[:, 1]), x[:, 2] * x[:, 3]], axis=1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(2)])
+    model.set_weights([rng.normal(scale=0.5, size=w.shape) for w in model.get_weights()])
+    # A sum over the outputs, not "mse": Keras's ops.mean on JAX rounds float64 through float32.
+    model.compile(optimizer=optimizer, loss=lambda t, p: keras.ops.sum(keras.ops.square(t - p), axis=-1))
+    history = model.fit(x, y, batch_size=8, epochs=3, shuffle=False, validation_data=(x[:16], y[:16]),
+                        callbacks=[EvaluationWeights(final=False)], verbose=0)
+    return [np.asarray(w) for w in model.get_weights()], np.asarray(history.history["val_loss"])

@@ -2,7 +2,8 @@
 
 Usage: ``python tests/run_on_jax.py OUTPUT.npz`` (sets ``KERAS_BACKEND=jax`` and float64 itself). The
 steps run as a JAX training step does: ``optimizer.stateless_apply`` inside ``jax.jit``, the
-gradient of the reference problem computed from the current parameters.
+gradient of the reference problem computed from the current parameters; and the wrappers of
+``FIT_CASES`` through a literal ``model.fit``.
 """
 
 import os
@@ -17,7 +18,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from backend_cases import CASES, CHECKPOINTS, make  # noqa: E402
+from backend_cases import CASES, CHECKPOINTS, FIT_CASES, fit_run, make  # noqa: E402
 from reference_problem import gradient, initial_problem  # noqa: E402
 
 
@@ -72,6 +73,11 @@ def main(output):
         for step, params in run(make(case)).items():
             for i, p in enumerate(params):
                 arrays[f"{case}/step{step}/param{i}"] = p
+    for case in FIT_CASES:
+        weights, val_loss = fit_run(make(case))
+        for i, w in enumerate(weights):
+            arrays[f"fit/{case}/weight{i}"] = w
+        arrays[f"fit/{case}/val_loss"] = val_loss
     np.savez(output, **arrays)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend_cases import CASES, CHECKPOINTS, make
+from backend_cases import CASES, CHECKPOINTS, FIT_CASES, fit_run, make
 from trajectory import assert_close, floatx, run
 
 # The same operations, compiled by XLA on one side and run by TensorFlow's kernels (or the
@@ -42,6 +42,10 @@ LOOSER = {
 # weights moves its step-200 weights by 5.7e-6 (3.6e-14 at step 100), and JAX's rounding
 # differs at every step, not once.
 LOOSER_AT_END = {"asam": 1e-3}
+# Keras's training steps themselves differ between the backends in float64: the same fit with
+# plain GradientDescent (no wrapper, the rule exact to 1e-10 above) ends 6.8e-7 apart element-
+# wise, Adam 1.0e-7; a wrong rule or the wrong evaluation weights move these weights by 1e-2.
+FIT_RTOL = 1e-5
 
 
 def _run_on_jax(output):
@@ -99,3 +103,15 @@ def test_jax_skips_a_nonfinite_step(jax_trajectories):
     np.testing.assert_array_equal(jax_trajectories["skip/after"], jax_trajectories["skip/before"])
     assert int(jax_trajectories["skip/skipped_steps"]) == 1
     assert int(jax_trajectories["skip/iterations"]) == 0
+
+
+@pytest.mark.variants("sam")
+@pytest.mark.parametrize("case", FIT_CASES)
+def test_model_fit_on_jax_follows_tensorflow(case, jax_trajectories):
+    """The wrappers in Keras's own training step on each backend: weights after 18 steps and
+    the validation losses at the evaluation weights, epoch by epoch."""
+    with floatx("float64"):
+        weights, val_loss = fit_run(make(case))
+    expected = [jax_trajectories[f"fit/{case}/weight{i}"] for i in range(len(weights))]
+    assert_close(expected, weights, FIT_RTOL)
+    assert_close([jax_trajectories[f"fit/{case}/val_loss"]], [val_loss], FIT_RTOL)

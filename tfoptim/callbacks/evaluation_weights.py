@@ -86,8 +86,7 @@ def evaluation_weights(model):
         yield False
         return
     backup = [ops.copy(ops.convert_to_tensor(v)) for v in variables]
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+    _assign_copies(variables, values)
     try:
         yield True
     finally:
@@ -102,9 +101,15 @@ def assign_evaluation_weights(model):
     values = evaluation_values(getattr(model, "optimizer", None), variables)
     if values is None:
         return False
-    for variable, value in zip(variables, values):
-        variable.assign(value)
+    _assign_copies(variables, values)
     return True
+
+
+def _assign_copies(variables, values):
+    # Copies: a value may be an optimizer variable's own buffer (Lookahead's slow weights), and
+    # on JAX two variables sharing one buffer break the next training step, which donates both.
+    for variable, value in zip(variables, values):
+        variable.assign(ops.copy(value))
 
 
 def _batch_norm_layers(model):

@@ -154,7 +154,9 @@ class SAM(OptimizerWrapper):
 
         perturbed = self._perturbed()
         current = [ops.copy(ops.convert_to_tensor(v)) for v in variables]
-        origins = [ops.where(perturbed, self._slot(self._origins, v), c) for v, c in zip(variables, current)]
+        # Values, not variables: JAX's jnp.where no longer takes a Keras variable.
+        origins = [ops.where(perturbed, ops.convert_to_tensor(self._slot(self._origins, v)), c)
+                   for v, c in zip(variables, current)]
         # The inner optimizer's evaluation weights are functions of w: read them with w in place.
         for variable, origin in zip(variables, origins):
             variable.assign(origin)

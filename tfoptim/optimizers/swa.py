@@ -75,9 +75,10 @@ class SWA(OptimizerWrapper):
 
     def evaluation_values(self, variables):
         """The averages of ``variables``, or their current values before the first snapshot."""
-        started = ops.greater(self.iterations, self.start_averaging)
+        # Values, not variables: JAX's jnp.where no longer takes a Keras variable.
+        started = ops.greater(ops.convert_to_tensor(self.iterations), self.start_averaging)
         return [
-            ops.where(started, self._slot(self._averages, v), ops.convert_to_tensor(v))
+            ops.where(started, ops.convert_to_tensor(self._slot(self._averages, v)), ops.convert_to_tensor(v))
             for v in variables
         ]
 
