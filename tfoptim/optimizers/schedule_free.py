@@ -42,7 +42,10 @@ class ScheduleFree(OptimizerWrapper):
 
     Evaluate (and deploy) ``x``, not ``y``: :meth:`evaluation_values` returns it and
     :class:`tfoptim.callbacks.EvaluationWeights` swaps it in around validation, saving and at
-    the end of training (the official ``optimizer.eval()``). ``iterations`` and the learning
+    the end of training (the official ``optimizer.eval()``). Inside :class:`Lookahead` or
+    :class:`SWA` (``Lookahead(ScheduleFree(...))``), those wrappers act on the model's weights,
+    which are ``y``: the slow weights and the average are of ``y``, their evaluation weights
+    too, and ``x`` is not used. ``iterations`` and the learning
     rate are the inner optimizer's; with its ``gradient_accumulation_steps`` the average
     advances on its update steps only.
 
