@@ -24,14 +24,25 @@ def test_extras_are_named_apart_from_the_default_candidates():
     extras = realistic.extra_candidates()
     assert set(extras).isdisjoint(realistic.candidates())
     assert set(extras) == {"SAM(AdamW)", "ASAM(AdamW)", "SAM(AdamW)+2x-steps", "ASAM(AdamW)+2x-steps",
-                           "AdamW(moment_dtype=bfloat16)", "SGD(momentum=0.9)", "AGC(SGD(momentum=0.9))",
-                           "AGC(AdamW)"}
-    assert {n: c.budget for n, c in extras.items() if c.budget != 1} == {"SAM(AdamW)+2x-steps": 2,
-                                                                          "ASAM(AdamW)+2x-steps": 2}
+                           "SAM(AdamW)+same-batch", "AdamW(moment_dtype=bfloat16)", "SGD(momentum=0.9)",
+                           "AGC(SGD(momentum=0.9))", "AGC(AdamW)"}
+    assert {n: c.budget for n, c in extras.items() if c.budget != 1} == {
+        "SAM(AdamW)+2x-steps": 2, "ASAM(AdamW)+2x-steps": 2, "SAM(AdamW)+same-batch": 2}
+    assert {n: c.repeat_batches for n, c in extras.items() if c.repeat_batches != 1} == {"SAM(AdamW)+same-batch": 2}
+
+
+def test_same_batch_feeds_each_batch_twice_in_a_row():
+    import tensorflow as tf
+
+    batches = tf.data.Dataset.from_tensor_slices((np.arange(12.0), np.arange(12))).batch(3)
+    fed = [(x.numpy().tolist(), y.numpy().tolist()) for x, y in realistic.fed(batches, 2)]
+    plain = [(x.numpy().tolist(), y.numpy().tolist()) for x, y in batches]
+    assert fed == [b for b in plain for _ in range(2)]
 
 
 @pytest.mark.parametrize("name, adaptive, rho", [("SAM(AdamW)", False, realistic.SAM_RHO),
-                                                  ("ASAM(AdamW)+2x-steps", True, realistic.ASAM_RHO)])
+                                                  ("ASAM(AdamW)+2x-steps", True, realistic.ASAM_RHO),
+                                                  ("SAM(AdamW)+same-batch", False, realistic.SAM_RHO)])
 def test_sam_candidates_wrap_adamw_at_the_swept_rate(name, adaptive, rho):
     optimizer = realistic.extra_candidates()[name].make(3e-3, 100)
     assert isinstance(optimizer, to.SAM) and (optimizer.adaptive, optimizer.rho) == (adaptive, rho)

@@ -132,9 +132,11 @@ def candidates():
 
 @dataclasses.dataclass(frozen=True)
 class Extra(convergence.Candidate):
-    """A candidate of :func:`extra_candidates`: ``budget`` times the tier's steps (an integer >= 1)."""
+    """A candidate of :func:`extra_candidates`: ``budget`` times the tier's steps (an integer >= 1),
+    each training batch fed ``repeat_batches`` times in a row."""
 
     budget: int = 1
+    repeat_batches: int = 1
 
 
 #: SAM's neighbourhood radius in :func:`extra_candidates`: its default (Foret et al.'s value).
@@ -154,6 +156,10 @@ def extra_candidates():
       of AdamW's descents for about the same compute (equal steps, about equal wall-clock).
     * ``SAM(AdamW)+2x-steps``, ``ASAM(AdamW)+2x-steps``: the same at twice the budget: as many
       descents as AdamW, twice its gradient evaluations.
+    * ``SAM(AdamW)+same-batch``: twice the budget with each batch fed twice in a row, so the
+      ascent and the descent of a SAM step take their gradients on one batch, as the original
+      SAM does (``fit``'s alternating form otherwise takes them on consecutive batches): the
+      data and descents of AdamW at the tier's budget.
     * ``AdamW(moment_dtype=bfloat16)``: tfoptim's ``AdamW`` storing both moments in bfloat16
       (against ``AdamW``, float32 moments).
     * ``SGD(momentum=0.9)``: tfoptim's ``SGD`` with heavy-ball momentum 0.9 (the base of the next).
@@ -179,6 +185,10 @@ def extra_candidates():
         found[f"{label}(AdamW)+2x-steps"] = Extra(
             f"{label}(AdamW)+2x-steps", "tfoptim", f"{described}, twice the tier's steps (AdamW's descents)",
             adamw_rate, sam(adaptive, rho), to.SAM, budget=2)
+    found["SAM(AdamW)+same-batch"] = Extra(
+        "SAM(AdamW)+same-batch", "tfoptim",
+        f"tfoptim SAM(rho={SAM_RHO:g}) around tfoptim AdamW, each batch fed twice (ascent and descent on one batch)",
+        adamw_rate, sam(False, SAM_RHO), to.SAM, budget=2, repeat_batches=2)
     found["AdamW(moment_dtype=bfloat16)"] = Extra(
         "AdamW(moment_dtype=bfloat16)", "tfoptim", "tfoptim AdamW, both moments stored in bfloat16",
         adamw_rate, lambda rate, steps: to.AdamW(learning_rate=rate, moment_dtype="bfloat16"), to.AdamW)
@@ -214,6 +224,15 @@ def _metric_of(workload, model, data):
         return workload.evaluate(model, data)[workload.metric]
 
 
+def fed(batches, repeat):
+    """The dataset of ``batches`` with each batch ``repeat`` times in a row."""
+    if repeat == 1:
+        return batches
+    import tensorflow as tf
+
+    return batches.flat_map(lambda *batch: tf.data.Dataset.from_tensors(batch).repeat(repeat))
+
+
 def train(workload, size, candidate, rate, seed, steps, every, cpu_limit=math.inf):
     """One ``model.fit`` run; returns ``(curve, seconds_per_step, cpu_seconds_per_step, error)``.
 
@@ -239,7 +258,8 @@ def train(workload, size, candidate, rate, seed, steps, every, cpu_limit=math.in
     try:
         model = workload.compile(workload.build_model(size, seed), candidate.make(rate, steps))
         curve.append(_metric_of(workload, model, data))
-        model.fit(data.train().repeat(), steps_per_epoch=every, epochs=steps // every, verbose=0, shuffle=False,
+        batches = fed(data.train(), getattr(candidate, "repeat_batches", 1))
+        model.fit(batches.repeat(), steps_per_epoch=every, epochs=steps // every, verbose=0, shuffle=False,
                   callbacks=[Record()])
     except Exception as error:  # a failure is a result: report it, do not drop it
         lines = str(error).strip().splitlines() or [""]
