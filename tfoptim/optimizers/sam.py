@@ -31,7 +31,7 @@ class SAM(OptimizerWrapper):
     ``pytorch_optimizer.SAM``: that is what the tests check, call pair against step. In
     ``fit`` the two gradients come from consecutive batches, as in optax's alternating
     ``optax.contrib.sam``; the original SAM takes both on one batch (feed each batch twice for
-    that). Between the calls of a pair the model holds ``w + e``: :meth:`evaluation_values`
+    that; the two forms are compared in docs/benchmarks/wrappers.md). Between the calls of a pair the model holds ``w + e``: :meth:`evaluation_values`
     gives ``w`` (and the inner optimizer's own evaluation weights at ``w``), so
     :class:`tfoptim.callbacks.EvaluationWeights` validates and saves the unperturbed weights.
 
