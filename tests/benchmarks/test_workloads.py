@@ -33,7 +33,7 @@ def _same(a, b):
 # The public API
 
 
-def test_every_workload_has_every_size_budgets_and_provisional_targets():
+def test_every_workload_has_every_size_budgets_and_targets():
     assert list(workloads()) == ["gpt", "resnet", "recsys"]
     for workload in workloads().values():
         assert tuple(workload.sizes) == SIZES and workload.goal in ("min", "max")
@@ -42,10 +42,14 @@ def test_every_workload_has_every_size_budgets_and_provisional_targets():
         for size in ("full", "sweep"):
             assert workload.sizes[size].steps > 0
         assert workload.sizes["quick"].steps is None
-        for size in workload.sizes.values():
-            # Unset until the suite's full run has measured them.
-            assert size.target is None
-        assert workload.reached(1.0) is None
+        # Stated where the suite has a budget; the quick size takes its baseline's final.
+        assert workload.sizes["quick"].target is None and workload.reached(1.0, "quick") is None
+        for size in ("full", "sweep"):
+            target = workload.sizes[size].target
+            assert isinstance(target, float)
+            better, worse = (target - 0.01, target + 0.01) if workload.goal == "min" else (target + 0.01, target - 0.01)
+            assert workload.reached(target, size) and workload.reached(better, size)
+            assert not workload.reached(worse, size)
 
 
 def test_unknown_names_and_sizes_are_rejected():

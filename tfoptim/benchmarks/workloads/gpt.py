@@ -194,11 +194,13 @@ WORKLOAD = Workload(
         "full": Size(
             model=dict(layers=6, width=256, heads=4, context=128),
             data=dict(context=128, batch_size=32, validation_windows=512),
+            target=4.69,
             steps=100,
         ),
         "sweep": Size(
             model=dict(layers=2, width=128, heads=4, context=64),
             data=dict(context=64, batch_size=16, validation_windows=256),
+            target=4.32,
             steps=100,
         ),
         "quick": Size(

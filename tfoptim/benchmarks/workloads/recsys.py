@@ -136,11 +136,13 @@ WORKLOAD = Workload(
     goal="min",
     sizes={
         "full": Size(
-            model=dict(), data=dict(batch_size=1024, train_examples=1_048_576, validation_examples=65_536), steps=128
+            model=dict(), data=dict(batch_size=1024, train_examples=1_048_576, validation_examples=65_536),
+            target=0.66, steps=128,
         ),
         "sweep": Size(
             model=dict(items=100_000),
             data=dict(items=100_000, batch_size=1024, train_examples=262_144, validation_examples=32_768),
+            target=0.63,
             steps=128,
         ),
         "quick": Size(model=dict(), data=dict(batch_size=1024, train_examples=2048, validation_examples=2048)),
