@@ -1,6 +1,7 @@
 """``tfoptim bench``: benchmarks, printed as ratios measured side by side in one run."""
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -149,9 +150,21 @@ def run_per_step(args):
                                       progress=True)
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    machine = {"backend": speed.backend(), "device": speed.device_name(), "platform": platform.platform()}
+    import sys
+
+    import keras
+
+    import tfoptim
+
+    machine = {"backend": speed.backend(), "device": speed.device_name(), "platform": platform.platform(),
+               "python": platform.python_version(), "keras": keras.__version__, "tfoptim": tfoptim.__version__,
+               "cpu_count": os.cpu_count()}
+    if machine["backend"] == "tensorflow":
+        import tensorflow as tf
+
+        machine["tensorflow"] = tf.__version__
     print(speed.format_per_step_table(rows))
-    speed.write_per_step(rows, machine, args.output)
+    speed.write_per_step(rows, machine, args.output, command="tfoptim " + " ".join(sys.argv[1:]))
     print(f"wrote {Path(args.output) / 'per_step.json'}")
 
 

@@ -21,6 +21,7 @@ on the default device, and the streaming bandwidth is measured there.
 """
 
 import dataclasses
+import datetime
 import json
 import math
 import time
@@ -666,11 +667,12 @@ def format_per_step_table(rows):
     return "\n".join(lines)
 
 
-def write_per_step(rows, machine, output):
-    """per_step.json in ``output``."""
+def write_per_step(rows, machine, output, command=None):
+    """per_step.json in ``output``: the command, the time, the machine and the rows."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine, "per_step": [dataclasses.asdict(r) for r in rows]}
+    utc = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload = {"command": command, "utc": utc, "machine": machine, "per_step": [dataclasses.asdict(r) for r in rows]}
     (output / "per_step.json").write_text(json.dumps(payload, indent=2))
 
 
