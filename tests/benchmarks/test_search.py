@@ -23,10 +23,13 @@ def test_summary_verdict_and_files(tmp_path):
         result("digits_mlp", "autotune", 0, 0.93, 0.92, 26.5),
         result("digits_mlp", "autotune", 1, 0.92, 0.91, 26.0),
         result("digits_cnn", "grid", 0, 0.95, 0.95, 27), result("digits_cnn", "autotune", 0, 0.96, 0.94, 28),
+        result("digits_cnn", "autotune_fixed_ranges", 0, 0.97, 0.96, 27),
     ]
     summary = search.summarize(results)
     assert summary["digits_mlp"]["grid"]["best_val_mean"] == pytest.approx(0.92)
     assert summary["digits_mlp"]["autotune"]["epochs_trained"] == pytest.approx(26.25)
+    # The ablation is summarised beside the methods and does not enter the verdict.
+    assert summary["digits_cnn"]["autotune_fixed_ranges"]["best_val_mean"] == pytest.approx(0.97)
     assert search.verdict(summary) == {
         # 0.925 >= 0.92 on validation, 0.915 < 0.92 on test.
         "digits_mlp": {"validation": True, "test": False, "epochs_within_grid": True},
@@ -35,10 +38,11 @@ def test_summary_verdict_and_files(tmp_path):
     search.write(results, {"keras": "3"}, tmp_path, command="tfoptim bench search --epochs 3")
     with open(tmp_path / "search.json") as f:
         written = json.load(f)
-    assert written["command"] == "tfoptim bench search --epochs 3" and len(written["runs"]) == 6
+    assert written["command"] == "tfoptim bench search --epochs 3" and len(written["runs"]) == 7
     markdown = (tmp_path / "search.md").read_text()
     assert "tfoptim bench search --epochs 3" in markdown
     assert "| digits_cnn | accuracy (higher is better) |" in markdown
+    assert search.LABELS["autotune_fixed_ranges"] in markdown
     assert (tmp_path / "search.png").stat().st_size > 10_000
 
 

@@ -130,6 +130,19 @@ def test_resumes_without_repeating_finished_trials(data, first_search, monkeypat
 
 
 @pytest.mark.slow
+def test_without_range_tests_the_fixed_ranges_are_searched(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(autotune_module, "finder_ranges", lambda *a, **k: pytest.fail("a range test ran"))
+    epochs = []
+    result = run(data, tmp_path, callbacks=[EpochCounter(epochs)], range_test=False, budget=3, max_epochs=1)
+    assert result.finder_epochs == 0 and result.ranges == {"adam": space.resolve("adam").learning_rate_range}
+    # The whole budget goes to the brackets: 3 configurations of 1 epoch.
+    assert len(epochs) == 3 and result.epochs_used == 3
+    low, high = space.resolve("adam").learning_rate_range
+    assert all(low <= t.hyperparameters.values["adam/learning_rate"] <= high
+               for t in result.tuner.oracle.trials.values())
+
+
+@pytest.mark.slow
 def test_searches_wrappers_and_returns_the_wrapped_optimizer(data, tmp_path):
     epochs = []
     result = run(data, tmp_path, callbacks=[EpochCounter(epochs)], wrappers=("none", "sam"),
@@ -216,6 +229,7 @@ def test_centred_range():
         ({"optimizers": ("adam", "nosuch")}, "Unknown optimizer"),
         ({"schedules": ("nosuch",)}, "Unknown schedule"),
         ({"wrappers": ("nosuch",)}, "Unknown wrapper"),
+        ({"range_test": "no"}, "range_test"),
     ],
 )
 def test_bad_input_is_refused_before_training(data, tmp_path, kwargs, message):

@@ -46,6 +46,9 @@ from pathlib import Path
 from typing import Callable
 
 METHODS = ("default", "grid", "sample_optimizer", "autotune")
+#: Run only when named (``--methods``): ``autotune`` without its range tests, searching each
+#: family's fixed learning-rate range, to measure what centring the ranges buys.
+ABLATIONS = ("autotune_fixed_ranges",)
 GRID_SIZE = 9
 #: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
@@ -367,13 +370,13 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
     finder_epochs, suggestions = 0.0, {}
     with tempfile.TemporaryDirectory(dir=directory) as folder:
         start, cpu_start = time.perf_counter(), time.process_time()
-        if method == "autotune":
+        if method in ("autotune", "autotune_fixed_ranges"):
             result = tfoptim.tuning.autotune(
                 problem.compiled, x_train, y_train, validation_data=validation,
                 budget_epochs=GRID_SIZE * epochs, max_epochs=epochs, objective=problem.objective,
                 # autotune's batch size applies to arrays only; a dataset keeps its batches.
                 batch_size=batch_size or BATCH_SIZE, directory=folder, seed=1000 * seed,
-                callbacks=[_counter(totals)], verbose=0,
+                callbacks=[_counter(totals)], verbose=0, range_test=method == "autotune",
             )
             tuner, finder_epochs = result.tuner, result.finder_epochs
             suggestions = result.ranges.suggestions
@@ -424,8 +427,8 @@ def run_search_benchmark(problems=("digits_mlp", "digits_cnn"), seeds=(0, 1, 2),
         if name not in PROBLEMS:
             raise ValueError(f"Unknown problem {name!r}. Choose from: {', '.join(PROBLEMS)}.")
     for method in methods:
-        if method not in METHODS:
-            raise ValueError(f"Unknown method {method!r}. Choose from: {', '.join(METHODS)}.")
+        if method not in METHODS + ABLATIONS:
+            raise ValueError(f"Unknown method {method!r}. Choose from: {', '.join(METHODS + ABLATIONS)}.")
     jobs = [(p, s, m) for p in problems for s in seeds for m in methods]
     results = []
     bar = tqdm(jobs, desc="bench search", disable=not progress)
@@ -443,7 +446,7 @@ def summarize(results):
     summary = {}
     for problem in dict.fromkeys(r["problem"] for r in results):
         summary[problem] = {}
-        for method in METHODS:
+        for method in METHODS + ABLATIONS:
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             if not mine:
                 continue
@@ -472,6 +475,7 @@ LABELS = {
     "grid": "grid {adam, rmsprop, sgd} x {0.1, 0.01, 0.001}",
     "sample_optimizer": "sample_optimizer defaults, random search",
     "autotune": "autotune (grid's epochs as budget)",
+    "autotune_fixed_ranges": "autotune without range tests (fixed family ranges)",
 }
 
 
@@ -534,7 +538,7 @@ def plot(results, path, caption=None):
     for (left, right), problem in zip(axes, problems):
         first = next(r for r in results if r["problem"] == problem)
         label = metric_label(first["metric"], first["goal"])
-        for i, method in enumerate(METHODS):
+        for i, method in enumerate(METHODS + ABLATIONS):
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             for j, r in enumerate(mine):
                 left.step(r["epochs_so_far"], r["best_so_far"], where="post", color=f"C{i}",

@@ -343,6 +343,7 @@ def autotune(
     factor=3,
     finder_steps=60,
     width=10.0,
+    range_test=True,
     directory=None,
     project_name="autotune",
     overwrite=False,
@@ -395,6 +396,10 @@ def autotune(
         finder_steps: steps per range test (int >= 3).
         width: each family's range is the finder's suggestion times ``1 / width`` to
             ``width`` (> 1).
+        range_test: False skips the range tests and searches each family's fixed range
+            (:data:`FAMILY_LEARNING_RATES`, else three decades around its default), the whole
+            budget going to the brackets: what the range tests buy, measured
+            (``tfoptim bench search --methods autotune_fixed_ranges``).
         directory, project_name, overwrite, seed: as for KerasTuner's tuners
             (``directory=None``: the working directory).
         callbacks: passed to every trial's ``fit``.
@@ -445,6 +450,8 @@ def autotune(
         raise ValueError(f"`finder_steps` must be an int >= 3. Received: finder_steps={finder_steps!r}")
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 1:
         raise ValueError(f"`width` must be a number > 1. Received: width={width!r}")
+    if not isinstance(range_test, bool):
+        raise ValueError(f"`range_test` must be True or False. Received: range_test={range_test!r}")
     optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
     schedules = (schedules,) if isinstance(schedules, str) else tuple(schedules)
     # Validates the names (and the finder's arguments below) before any training.
@@ -452,7 +459,7 @@ def autotune(
                              schedules=schedules, wrappers=wrappers, total_steps=1)
     wrappers = sampler._check_wrappers(wrappers)
     steps_per_epoch = _steps_per_epoch(x, batch_size, validation_split)
-    finder_bound = len(optimizers) * finder_steps / steps_per_epoch
+    finder_bound = len(optimizers) * finder_steps / steps_per_epoch if range_test else 0.0
     if budget_epochs is not None and budget_epochs < max_epochs + finder_bound:
         raise ValueError(
             f"`budget_epochs={budget_epochs}` is too small for one trial: a run of "
@@ -474,7 +481,7 @@ def autotune(
         "optimizers": optimizers, "schedules": list(schedules), "max_epochs": max_epochs,
         "budget_epochs": budget_epochs, "factor": factor, "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch, "objective": objective.name,
-        "finder_steps": finder_steps, "width": float(width),
+        "finder_steps": finder_steps, "width": float(width), "range_test": range_test,
         **({"wrappers": wrappers} if wrappers else {}),
     }
     state_file = os.path.join(project, _STATE_FILE)
@@ -489,6 +496,12 @@ def autotune(
                 "`project_name`."
             )
         ranges = FinderRanges.from_dict(saved["ranges"])
+    elif not range_test:
+        ranges = FinderRanges({n: space.resolve(n).learning_rate_range for n in optimizers},
+                              {n: math.nan for n in optimizers}, {n: 0 for n in optimizers}, width)
+        if not _distributed_worker():
+            with open(state_file, "w") as f:
+                json.dump({"settings": settings, "ranges": ranges.to_dict()}, f, indent=1)
     else:
         ranges = finder_ranges(build_model, x, y, optimizers=optimizers, batch_size=batch_size,
                                loss=loss, metrics=metrics, num_steps=finder_steps, width=width,
@@ -500,7 +513,8 @@ def autotune(
                 json.dump({"settings": settings, "ranges": ranges.to_dict()}, f, indent=1)
     finder_epochs = ranges.total_steps / steps_per_epoch
     if verbose:
-        print("Learning-rate ranges from the range test: " + ", ".join(
+        source = "from the range test" if range_test else "fixed (no range test)"
+        print(f"Learning-rate ranges {source}: " + ", ".join(
             f"{n} [{lo:.2g}, {hi:.2g}]" for n, (lo, hi) in ranges.items()), flush=True)
 
     if budget_epochs is not None:
