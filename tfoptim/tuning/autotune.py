@@ -481,14 +481,16 @@ def autotune(
         "optimizers": optimizers, "schedules": list(schedules), "max_epochs": max_epochs,
         "budget_epochs": budget_epochs, "factor": factor, "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch, "objective": objective.name,
-        "finder_steps": finder_steps, "width": float(width), "range_test": range_test,
+        "finder_steps": finder_steps, "width": float(width),
+        # Only where they differ from the defaults, so searches saved before they existed resume.
+        **({"range_test": False} if not range_test else {}),
         **({"wrappers": wrappers} if wrappers else {}),
     }
     state_file = os.path.join(project, _STATE_FILE)
     if os.path.exists(state_file):
         with open(state_file) as f:
             saved = json.load(f)
-        changed = sorted(k for k, v in settings.items() if saved["settings"].get(k) != v)
+        changed = sorted(k for k in {*settings, *saved["settings"]} if saved["settings"].get(k) != settings.get(k))
         if changed:
             raise ValueError(
                 f"{project} holds a search with other {', '.join(changed)}: pass the same "
@@ -496,16 +498,14 @@ def autotune(
                 "`project_name`."
             )
         ranges = FinderRanges.from_dict(saved["ranges"])
-    elif not range_test:
-        ranges = FinderRanges({n: space.resolve(n).learning_rate_range for n in optimizers},
-                              {n: math.nan for n in optimizers}, {n: 0 for n in optimizers}, width)
-        if not _distributed_worker():
-            with open(state_file, "w") as f:
-                json.dump({"settings": settings, "ranges": ranges.to_dict()}, f, indent=1)
     else:
-        ranges = finder_ranges(build_model, x, y, optimizers=optimizers, batch_size=batch_size,
-                               loss=loss, metrics=metrics, num_steps=finder_steps, width=width,
-                               seed=seed)
+        if range_test:
+            ranges = finder_ranges(build_model, x, y, optimizers=optimizers, batch_size=batch_size,
+                                   loss=loss, metrics=metrics, num_steps=finder_steps, width=width,
+                                   seed=seed)
+        else:
+            ranges = FinderRanges({n: space.resolve(n).learning_rate_range for n in optimizers},
+                                  {n: math.nan for n in optimizers}, {n: 0 for n in optimizers}, width)
         # A worker's ranges only declare its copy of the space (the chief's oracle chooses the
         # values), so the chief's are the ones kept.
         if not _distributed_worker():
