@@ -1,9 +1,9 @@
 """Runs every case of ``backend_cases.py`` on Keras's JAX backend; writes the trajectories to an .npz.
 
-Usage: ``python tests/run_on_jax.py OUTPUT.npz`` (sets ``KERAS_BACKEND=jax`` and float64 itself). The
+Usage: ``python tests/run_on_jax.py OUTPUT.npz [FIT_CASE ...]`` (sets ``KERAS_BACKEND=jax`` and float64 itself). The
 steps run as a JAX training step does: ``optimizer.stateless_apply`` inside ``jax.jit``, the
-gradient of the reference problem computed from the current parameters; and the wrappers of
-``FIT_CASES`` through a literal ``model.fit``.
+gradient of the reference problem computed from the current parameters; and the wrappers named
+(of ``FIT_CASES``) through a literal ``model.fit``.
 """
 
 import os
@@ -66,14 +66,16 @@ def skipped_step():
     }
 
 
-def main(output):
+def main(output, fit_cases=()):
     keras.config.set_floatx("float64")
     arrays = skipped_step()
     for case in CASES:
         for step, params in run(make(case)).items():
             for i, p in enumerate(params):
                 arrays[f"{case}/step{step}/param{i}"] = p
-    for case in FIT_CASES:
+    for case in fit_cases:
+        if case not in FIT_CASES:
+            raise SystemExit(f"unknown fit case {case!r}; choose from {FIT_CASES}")
         weights, val_loss = fit_run(make(case))
         for i, w in enumerate(weights):
             arrays[f"fit/{case}/weight{i}"] = w
@@ -82,4 +84,4 @@ def main(output):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:])

@@ -48,11 +48,18 @@ LOOSER_AT_END = {"asam": 1e-3}
 FIT_RTOL = 1e-5
 
 
-def _run_on_jax(output):
+def _fit_cases(session):
+    """The ``FIT_CASES`` this run's selected tests check (each ``model.fit`` on JAX compiles
+    its own steps: the default tier needs one)."""
+    prefix = f"{test_model_fit_on_jax_follows_tensorflow.__name__}["
+    return [case for case in FIT_CASES if any(item.name == f"{prefix}{case}]" for item in session.items)]
+
+
+def _run_on_jax(output, fit_cases):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     partial = output.with_suffix(".partial.npz")
     subprocess.run(
-        [sys.executable, str(Path(__file__).parents[1] / "run_on_jax.py"), str(partial)],
+        [sys.executable, str(Path(__file__).parents[1] / "run_on_jax.py"), str(partial), *fit_cases],
         check=True,
         env=env,
         timeout=600,
@@ -61,12 +68,13 @@ def _run_on_jax(output):
 
 
 @pytest.fixture(scope="session")
-def jax_trajectories(tmp_path_factory):
+def jax_trajectories(tmp_path_factory, request):
     """One JAX subprocess per test run. Under pytest-xdist each worker asks for it: the first to
     claim it runs it into the run's shared temporary folder, the others wait for its file."""
+    fit_cases = _fit_cases(request.session)
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         output = tmp_path_factory.mktemp("jax") / "trajectories.npz"
-        _run_on_jax(output)
+        _run_on_jax(output, fit_cases)
         return np.load(output)
     shared = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
     output, failed = shared / "jax_trajectories.npz", shared / "jax_trajectories.failed"
@@ -80,7 +88,7 @@ def jax_trajectories(tmp_path_factory):
             time.sleep(0.5)
         return np.load(output)
     try:
-        _run_on_jax(output)
+        _run_on_jax(output, fit_cases)
     except BaseException:
         failed.touch()
         raise
