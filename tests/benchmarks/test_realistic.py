@@ -71,6 +71,8 @@ def test_judge_counts_steps_and_seconds_to_target_and_keeps_failures():
 def test_target_is_stated_or_the_tuned_baselines_median_final():
     stated = get_workload("gpt")  # smaller is better
     assert realistic.resolve_target(stated, "sweep", [], 10) == (stated.sizes["sweep"].target, "stated")
+    # Quick runs shorten the budget the stated target was set for: the baseline's final instead.
+    assert realistic.resolve_target(stated, "sweep", [], 10, quick=True)[0] is None
     # A size without a stated target takes the tuned baseline's median final.
     workload = dataclasses.replace(stated, sizes={n: dataclasses.replace(s, target=None)
                                                   for n, s in stated.sizes.items()})

@@ -370,9 +370,11 @@ def _rank(records, goal):
     return sorted(records, key=key)
 
 
-def resolve_target(workload, size, raws, every):
-    """``(target, source)``: the size's stated target, else the tuned baseline's median final."""
-    stated = workload.sizes[size].target
+def resolve_target(workload, size, raws, every, quick=False):
+    """``(target, source)``: the size's stated target, else the tuned baseline's median final.
+    ``quick`` (shortened budgets, where the stated target, set for the size's own budget, is out
+    of reach): the baseline's."""
+    stated = None if quick else workload.sizes[size].target
     if stated is not None:
         return stated, "stated"
     problem = Problem(workload.name, workload.goal, None, every)
@@ -437,7 +439,7 @@ def run_tier(workload, tier, chosen, factors_of, seeds, quick, progress, journal
             for seed in seeds[1:]:
                 run(candidate, tuned["factor"], seed)
     bar.close()
-    target, source = resolve_target(workload, size, raws, every)
+    target, source = resolve_target(workload, size, raws, every, quick)
     settings, runs = [], []
     for candidate in chosen:
         own = problem_of(candidate, target)
