@@ -293,6 +293,21 @@ def test_bench_speed_e2e_writes_rows(tmp_path, capsys):
     assert (row["optimizer"], row["workload"], row["size"], row["mode"]) == ("LazyAdam", "recsys", "quick", "graph")
     assert row["steps"] == 2 and row["variables"] == 12 and row["ratio"] > 0 and row["keras_s_per_epoch"] > 0
     assert "model.fit on the workloads" in capsys.readouterr().out
+    assert payload["command"].startswith("tfoptim bench speed --e2e") and payload["utc"].endswith("Z")
+    assert payload["machine"]["keras"] and payload["machine"]["tensorflow"]
+
+
+def test_timed_epochs_read_the_same_batches_without_tf_data_autotuning():
+    from tfoptim.benchmarks.speed import timing_batches
+
+    data = get_workload("resnet").data("quick", 0)
+    batches = timing_batches(data, 2)
+    # Autotuning's background loop makes fit's return wait for its sleep: off for timing.
+    assert batches.options().autotune.enabled is False
+    first, again = ([x.numpy() for x, _ in batches] for _ in range(2))
+    assert len(first) == 2
+    for a, b in zip(first, again):  # the cached batches, not a reshuffled or re-augmented epoch
+        np.testing.assert_array_equal(a, b)
 
 
 def test_e2e_jobs_pair_lazy_adam_with_recsys_only():

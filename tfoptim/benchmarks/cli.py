@@ -124,16 +124,38 @@ def run(args):
                                  fast_path=fast_path)
         except ValueError as error:
             raise SystemExit(str(error)) from None
-    machine["platform"] = platform.platform()
+    _add_versions(machine)
     if results or skipped:
         print(speed.format_table(results, machine, skipped))
     if fits:
         print(speed.format_fit_table(fits))
     if ends is not None:
         print(speed.format_e2e_table(ends))
-    speed.write(results, machine, args.output, fits, ends, skipped)
+    speed.write(results, machine, args.output, fits, ends, skipped, command=_command())
     plot = f" and {Path(args.output) / 'speed.png'}" if results else ""
     print(f"wrote {Path(args.output) / 'speed.json'}{plot}")
+
+
+def _command():
+    """The command line as typed, for the results files."""
+    import sys
+
+    return "tfoptim " + " ".join(sys.argv[1:])
+
+
+def _add_versions(machine):
+    """``machine`` with the platform, the versions that ran and the CPU count added."""
+    import keras
+
+    import tfoptim
+
+    machine.update(platform=platform.platform(), python=platform.python_version(), keras=keras.__version__,
+                   tfoptim=tfoptim.__version__, cpu_count=os.cpu_count())
+    if machine.get("backend") == "tensorflow":
+        import tensorflow as tf
+
+        machine["tensorflow"] = tf.__version__
+    return machine
 
 
 def run_per_step(args):
@@ -152,21 +174,9 @@ def run_per_step(args):
                                       progress=True)
     except ValueError as error:
         raise SystemExit(str(error)) from None
-    import sys
-
-    import keras
-
-    import tfoptim
-
-    machine = {"backend": speed.backend(), "device": speed.device_name(), "platform": platform.platform(),
-               "python": platform.python_version(), "keras": keras.__version__, "tfoptim": tfoptim.__version__,
-               "cpu_count": os.cpu_count()}
-    if machine["backend"] == "tensorflow":
-        import tensorflow as tf
-
-        machine["tensorflow"] = tf.__version__
+    machine = _add_versions({"backend": speed.backend(), "device": speed.device_name()})
     print(speed.format_per_step_table(rows))
-    speed.write_per_step(rows, machine, args.output, command="tfoptim " + " ".join(sys.argv[1:]))
+    speed.write_per_step(rows, machine, args.output, command=_command())
     print(f"wrote {Path(args.output) / 'per_step.json'}")
 
 

@@ -466,6 +466,27 @@ def e2e_jobs(optimizers, workloads, modes):
     ]
 
 
+def timing_batches(data, steps):
+    """The first ``steps`` training batches of ``data`` (a workload's :class:`Data`), held in
+    memory, for timing ``model.fit`` epochs: every epoch reads the same batches and does no
+    input work.
+
+    tf.data's autotuning is switched off. Its background loop sleeps 10 ms, 20 ms, 40 ms, ...
+    between rounds, and destroying the iterator when ``fit`` returns waits for the sleep under
+    way, so with it on an epoch of 5.2 to 10.2 s measures exactly 10.23 s (the sum of the first
+    ten sleeps), and two optimizers' epochs in that range compare as equal. The batches are read
+    once to their end because Keras stops after the dataset's cardinality without asking for the
+    end, and a cache never read to its end is rebuilt at every epoch."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    batches = data.train().take(steps).cache().with_options(options)
+    for _ in batches:
+        pass
+    return batches
+
+
 def measure_e2e(name, workload, mode, rounds, size="full", fast_path=True):
     """Seconds per ``model.fit`` epoch with tfoptim's optimizer and its Keras twin on the same
     model (the same initial weights) and batches, after a warm-up epoch each (tracing and, with
@@ -481,7 +502,7 @@ def measure_e2e(name, workload, mode, rounds, size="full", fast_path=True):
     spec = get_workload(workload)
     data = spec.data(size, seed=0)
     steps = min(E2E_STEPS[workload], data.steps_per_epoch) if size == "full" else data.steps_per_epoch
-    batches = data.train().take(steps).cache()
+    batches = timing_batches(data, steps)
 
     def compiled(optimizer):
         model = spec.compile(spec.build_model(size, seed=0), optimizer, jit_compile=mode == "xla")
@@ -598,7 +619,7 @@ def measure_per_step(names, workload=PER_STEP_WORKLOAD, size="sweep", modes=None
     spec = get_workload(workload)
     data = spec.data(size, seed=0)
     steps = min(steps or PER_STEP_STEPS[size] or data.steps_per_epoch, data.steps_per_epoch)
-    batches = data.train().take(steps).cache()
+    batches = timing_batches(data, steps)
 
     def epoch(model):
         """(wall-clock seconds, CPU seconds) of one epoch."""
@@ -831,12 +852,15 @@ def plot(results, path):
     plt.close(fig)
 
 
-def write(results, machine, output, fits=(), ends=None, skipped=()):
-    """speed.json (with an ``"e2e"`` list when ``ends`` is given, and the jobs not timed with
-    their reasons) and, when there are apply-step results, speed.png."""
+def write(results, machine, output, fits=(), ends=None, skipped=(), command=None):
+    """speed.json (the command, the time, the machine, the results, an ``"e2e"`` list when
+    ``ends`` is given, and the jobs not timed with their reasons) and, when there are
+    apply-step results, speed.png."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     payload = {
+        "command": command,
+        "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine,
         "results": [dataclasses.asdict(r) for r in results],
         "fit": [dataclasses.asdict(f) for f in fits],
