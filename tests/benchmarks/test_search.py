@@ -3,7 +3,9 @@ the benchmark, not here)."""
 
 import json
 import math
+import types
 
+import keras_tuner
 import pytest
 
 from tfoptim.benchmarks import search
@@ -64,3 +66,14 @@ def test_unknown_problem_or_method():
         search.run_search_benchmark(problems=("recsys",), progress=False)
     with pytest.raises(ValueError, match="Unknown method"):
         search.run_search_benchmark(methods=("random",), progress=False)
+
+
+@pytest.mark.parametrize("method, tunes_moments", [("sample_optimizer", False),
+                                                   ("sample_optimizer_all_arguments", True)])
+def test_the_arguments_ablation_tunes_every_argument(method, tunes_moments):
+    problem = types.SimpleNamespace(compiled=lambda optimizer: optimizer)
+    hp = keras_tuner.HyperParameters()
+    search._build(method, problem, total_steps=100)(hp)
+    names = {p.name for p in hp.space}
+    assert any(n.endswith("/beta_1") for n in names) == tunes_moments
+    assert any(n.endswith("/learning_rate") for n in names)

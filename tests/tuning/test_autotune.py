@@ -70,11 +70,19 @@ def test_hyperband_brackets_are_the_papers():
     ]
 
 
-@pytest.mark.parametrize("max_epochs, factor", [(1, 3), (3, 3), (10, 3), (27, 3), (8, 2)])
-def test_plans_fit_the_budget(max_epochs, factor):
-    assert plan_brackets(max_epochs - 1, max_epochs, factor) == []
+def test_hyperband_brackets_with_a_minimum_rung():
+    # R = max_epochs / min_epochs = 9: Hyperband's s_max = 2, every rung at least 9 epochs.
+    assert hyperband_brackets(81, 3, min_epochs=9) == [[(9, 9), (3, 27), (1, 81)], [(5, 27), (1, 81)], [(3, 81)]]
+    # min_epochs = max_epochs: no halving, every configuration trains the whole run.
+    assert plan_brackets(22, 3, 3, min_epochs=3) == [[(1, 3)]] * 7
+
+
+@pytest.mark.parametrize("max_epochs, factor, min_epochs",
+                         [(1, 3, 1), (3, 3, 1), (10, 3, 1), (27, 3, 1), (8, 2, 1), (27, 3, 3), (10, 3, 10)])
+def test_plans_fit_the_budget(max_epochs, factor, min_epochs):
+    assert plan_brackets(max_epochs - 1, max_epochs, factor, min_epochs) == []
     for budget in range(max_epochs, 12 * max_epochs, max(1, max_epochs // 3)):
-        plan = plan_brackets(budget, max_epochs, factor)
+        plan = plan_brackets(budget, max_epochs, factor, min_epochs)
         cost = plan_cost(plan)
         # Within the budget, and leaving less than one full-length run unspent.
         assert budget - max_epochs < cost <= budget, (budget, plan)
@@ -82,7 +90,7 @@ def test_plans_fit_the_budget(max_epochs, factor):
             configurations = [n for n, _ in bracket]
             epochs = [e for _, e in bracket]
             assert configurations == sorted(configurations, reverse=True)
-            assert epochs == sorted(epochs) and epochs[-1] == max_epochs
+            assert epochs == sorted(epochs) and epochs[-1] == max_epochs and epochs[0] >= min_epochs
 
 
 @pytest.fixture(scope="module")
@@ -185,9 +193,13 @@ def test_resumes_an_interrupted_search(data, tmp_path):
 
 def test_finder_range_contains_its_suggestion(data):
     x, y, _, _ = data
-    ranges = finder_ranges(build, x, y, optimizers=("adam", "momentum"), batch_size=50,
+    ranges = finder_ranges(build, x, y, optimizers=("adamw", "adam", "momentum"), batch_size=50,
                            num_steps=FINDER_STEPS, seed=0)
-    assert set(ranges) == {"adam", "momentum"}
+    assert list(ranges) == ["adamw", "adam", "momentum"]
+    # AdamW's rates are Adam's: one sweep serves both, and its steps are counted once.
+    assert ranges["adamw"] == ranges["adam"]
+    assert ranges.suggestions["adamw"] == ranges.suggestions["adam"] or not math.isfinite(ranges.suggestions["adam"])
+    assert ranges.steps["adamw"] == 0 and 3 <= ranges.steps["adam"] <= FINDER_STEPS
     for name, (low, high) in ranges.items():
         suggestion = ranges.suggestions[name]
         family_low, family_high = space.resolve(name).learning_rate_range
@@ -201,6 +213,24 @@ def test_finder_range_contains_its_suggestion(data):
     sample_optimizer(hp, optimizers=("adam", "momentum"), learning_rate=dict(ranges))
     rate = next(p for p in hp.space if p.name == "adam/learning_rate")
     assert (rate.min_value, rate.max_value) == pytest.approx(ranges["adam"])
+
+
+@pytest.mark.parametrize(
+    "finder_steps, tests, budget, steps_per_epoch, expected",
+    [
+        (60, 3, 90, 34, 60),  # a sixth of the budget is 170 steps a test: no cut
+        (60, 2, 27, 17, 38),  # a sixth of 459 steps, over two tests
+        (60, 3, 9, 4, 20),  # the cut would leave 2 steps: kept at MIN_FINDER_STEPS
+        (8, 3, 9, 4, 8),  # never more than asked
+        (60, 3, None, 4, 60),  # a budget in seconds: no cut
+    ],
+)
+def test_range_tests_take_at_most_their_share_of_the_budget(finder_steps, tests, budget, steps_per_epoch,
+                                                             expected):
+    steps = autotune_module.finder_steps_within(finder_steps, tests, budget, steps_per_epoch)
+    assert steps == expected
+    if expected < finder_steps and expected > autotune_module.MIN_FINDER_STEPS:
+        assert tests * steps <= autotune_module.FINDER_SHARE * budget * steps_per_epoch < tests * (steps + 1)
 
 
 def test_centred_range():
@@ -223,6 +253,8 @@ def test_centred_range():
         ({"objective": "val_acc"}, "Unknown objective 'val_acc'"),
         ({"validation_data": None}, "needs `validation_data`"),
         ({"factor": 1}, "factor"),
+        ({"min_epochs": 0}, "min_epochs"),
+        ({"min_epochs": 4}, "min_epochs"),
         ({"max_epochs": 0}, "max_epochs"),
         ({"finder_steps": 2}, "finder_steps"),
         ({"width": 1.0}, "width"),

@@ -44,8 +44,10 @@ def add_arguments(parser):
                              "validation bits per byte, minimised) or resnet (its sweep model, "
                              "accuracy) (default: %(default)s)")
     search.add_argument("--methods", nargs="+", default=None,
-                        help="subset of default, grid, sample_optimizer, autotune, and the ablation "
-                        "autotune_fixed_ranges (autotune without its range tests; only when named) "
+                        help="subset of default, grid, sample_optimizer, autotune, and the ablations "
+                        "(only when named) autotune_fixed_ranges (autotune without its range tests) "
+                        "sample_optimizer_all_arguments (random search tuning every argument) and "
+                        "autotune_full_length (autotune without successive halving) "
                         "(default: the first four)")
     search.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
     search.add_argument("--epochs", type=int, default=10,

@@ -47,8 +47,13 @@ from typing import Callable
 
 METHODS = ("default", "grid", "sample_optimizer", "autotune")
 #: Run only when named (``--methods``): ``autotune`` without its range tests, searching each
-#: family's fixed learning-rate range, to measure what centring the ranges buys.
-ABLATIONS = ("autotune_fixed_ranges",)
+#: family's fixed learning-rate range, to measure what centring the ranges buys; and
+#: ``sample_optimizer`` tuning every argument it has a prior for (moment coefficients, epsilon,
+#: Nesterov; ``tune_arguments=True``), to measure what tuning only the rate, the schedule and
+#: the weight decay buys; and ``autotune`` training every configuration for the whole run
+#: (``min_epochs=max_epochs``: no successive halving), to measure what judging on short
+#: rungs buys.
+ABLATIONS = ("autotune_fixed_ranges", "sample_optimizer_all_arguments", "autotune_full_length")
 GRID_SIZE = 9
 #: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
@@ -290,7 +295,7 @@ def _fixed_batch(build, batch_size):
 
 
 def _build(method, problem, total_steps):
-    """``build(hp)`` of ``default``, ``grid`` and ``sample_optimizer``."""
+    """``build(hp)`` of ``default``, ``grid``, ``sample_optimizer`` and its ablation."""
     import keras
 
     import tfoptim.tuning
@@ -304,7 +309,9 @@ def _build(method, problem, total_steps):
                 hp.Choice("optimizer", ["adam", "rmsprop", "sgd"], default="adam"))
             optimizer.learning_rate = hp.Choice("learning_rate", [0.1, 0.01, 0.001], default=0.01)
         else:
-            optimizer = tfoptim.tuning.sample_optimizer(hp, total_steps=total_steps)
+            optimizer = tfoptim.tuning.sample_optimizer(
+                hp, total_steps=total_steps,
+                tune_arguments=True if method == "sample_optimizer_all_arguments" else "needed")
         return problem.compiled(optimizer)
 
     return build
@@ -318,7 +325,7 @@ def _tuner(method, problem, directory, seed, epochs, steps_per_epoch, batch_size
     common = dict(objective=problem.objective, directory=directory, project_name=method,
                   seed=1000 * seed, overwrite=True)
     hypermodel = _fixed_batch(_build(method, problem, epochs * steps_per_epoch), batch_size)
-    if method == "sample_optimizer":
+    if method.startswith("sample_optimizer"):
         return keras_tuner.RandomSearch(hypermodel, max_trials=GRID_SIZE, **common)
     return keras_tuner.GridSearch(hypermodel, max_trials=1 if method == "default" else GRID_SIZE,
                                   **common)
@@ -370,13 +377,14 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
     finder_epochs, suggestions = 0.0, {}
     with tempfile.TemporaryDirectory(dir=directory) as folder:
         start, cpu_start = time.perf_counter(), time.process_time()
-        if method in ("autotune", "autotune_fixed_ranges"):
+        if method.startswith("autotune"):
             result = tfoptim.tuning.autotune(
                 problem.compiled, x_train, y_train, validation_data=validation,
                 budget_epochs=GRID_SIZE * epochs, max_epochs=epochs, objective=problem.objective,
                 # autotune's batch size applies to arrays only; a dataset keeps its batches.
                 batch_size=batch_size or BATCH_SIZE, directory=folder, seed=1000 * seed,
-                callbacks=[_counter(totals)], verbose=0, range_test=method == "autotune",
+                callbacks=[_counter(totals)], verbose=0, range_test=method != "autotune_fixed_ranges",
+                min_epochs=epochs if method == "autotune_full_length" else 1,
             )
             tuner, finder_epochs = result.tuner, result.finder_epochs
             suggestions = result.ranges.suggestions
@@ -476,6 +484,8 @@ LABELS = {
     "sample_optimizer": "sample_optimizer defaults, random search",
     "autotune": "autotune (grid's epochs as budget)",
     "autotune_fixed_ranges": "autotune without range tests (fixed family ranges)",
+    "sample_optimizer_all_arguments": "sample_optimizer tuning every argument, random search",
+    "autotune_full_length": "autotune without successive halving (every trial full length)",
 }
 
 

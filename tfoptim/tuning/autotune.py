@@ -3,9 +3,10 @@
 Three steps, all on KerasTuner's machinery so that a search resumes after a kill and runs
 under KerasTuner's distributed mode (chief and workers) unchanged:
 
-1. A learning-rate range test per optimizer family (:func:`finder_ranges`) centres each
-   family's learning-rate range on the model and the data. Its sweeps count against the
-   budget (their steps, in epochs of the training data).
+1. A learning-rate range test per optimizer family (:func:`finder_ranges`; AdamW shares
+   Adam's) centres each family's learning-rate range on the model and the data. Its sweeps
+   count against the budget (their steps, in epochs of the training data), and with a budget
+   in epochs take at most :data:`FINDER_SHARE` of it.
 2. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
    the budget (:func:`plan_brackets`): many configurations for a few epochs, the best third
    of them for three times as many, up to ``max_epochs``.
@@ -31,18 +32,37 @@ import time
 import keras_tuner
 
 from tfoptim.tuning import sampler, space
-from tfoptim.tuning.finder import FinderRanges, _call_build, compile_config, finder_ranges
+from tfoptim.tuning.finder import FinderRanges, _call_build, compile_config, finder_ranges, range_tests
 
 _STATE_FILE = "autotune.json"
 
+#: The most of ``budget_epochs`` the range tests may take. Where an epoch is a few dozen steps
+#: a 60-step sweep per family is several epochs: three sweeps took 7 and 11 of 27 epochs on
+#: the realistic workloads' sweep size, leaving the brackets too little.
+FINDER_SHARE = 1 / 6
+#: The fewest steps a sweep is cut to by :data:`FINDER_SHARE` (fewer resolve no suggestion).
+MIN_FINDER_STEPS = 20
 
-def plan_brackets(budget_epochs, max_epochs, factor=3):
+
+def finder_steps_within(finder_steps, tests, budget_epochs, steps_per_epoch):
+    """Steps per range test: ``finder_steps``, cut so that ``tests`` sweeps take at most
+    :data:`FINDER_SHARE` of ``budget_epochs`` (``None``: no cut), but not below
+    :data:`MIN_FINDER_STEPS` (or ``finder_steps`` where that is fewer)."""
+    if budget_epochs is None or tests == 0:
+        return finder_steps
+    cap = math.floor(FINDER_SHARE * budget_epochs * steps_per_epoch / tests + 1e-9)
+    return max(min(finder_steps, cap), min(finder_steps, MIN_FINDER_STEPS))
+
+
+def plan_brackets(budget_epochs, max_epochs, factor=3, min_epochs=1):
     """Successive-halving brackets whose epochs add up to at most ``budget_epochs``.
 
-    Hyperband's brackets for ``max_epochs`` and ``factor`` (Li et al., 2018, Algorithm 1:
-    bracket ``s`` starts ``ceil((s_max + 1) / (s + 1) * factor**s)`` configurations at
-    ``max_epochs / factor**s`` epochs, rounded up, and keeps the best ``1 / factor`` of them
-    at each rung), taken in Hyperband's order (the most exploratory first) and over again,
+    Hyperband's brackets for ``max_epochs``, ``factor`` and ``min_epochs`` (Li et al., 2018,
+    Algorithm 1, with ``R = max_epochs / min_epochs`` and ``s_max`` the largest ``s`` with
+    ``max_epochs / factor**s >= min_epochs``: bracket ``s`` starts
+    ``ceil((s_max + 1) / (s + 1) * factor**s)`` configurations at ``max_epochs / factor**s``
+    epochs, rounded up, and keeps the best ``1 / factor`` of them at each rung), taken in
+    Hyperband's order (the most exploratory first) and over again,
     each bracket only if all of it fits in what is left. Once none fits, what is left goes
     to configurations trained for ``max_epochs`` outright, as many as fit. Every rung trains
     from scratch, so a bracket costs the sum over its rungs of configurations times epochs.
@@ -51,7 +71,7 @@ def plan_brackets(budget_epochs, max_epochs, factor=3):
         A list of brackets, each a list of ``(configurations, epochs)`` rungs; empty when
         ``budget_epochs < max_epochs``.
     """
-    shapes = hyperband_brackets(max_epochs, factor)
+    shapes = hyperband_brackets(max_epochs, factor, min_epochs)
     plan, left = [], budget_epochs
     while True:
         added = False
@@ -68,11 +88,11 @@ def plan_brackets(budget_epochs, max_epochs, factor=3):
     return plan
 
 
-def hyperband_brackets(max_epochs, factor=3):
+def hyperband_brackets(max_epochs, factor=3, min_epochs=1):
     """One iteration of Hyperband's brackets, the most exploratory first (see
     :func:`plan_brackets`)."""
     s_max = 0
-    while max_epochs / factor ** (s_max + 1) >= 1 - 1e-9:
+    while max_epochs / factor ** (s_max + 1) >= min_epochs - 1e-9:
         s_max += 1
     shapes = []
     for s in range(s_max, -1, -1):
@@ -341,6 +361,7 @@ def autotune(
     loss=None,
     metrics=None,
     factor=3,
+    min_epochs=1,
     finder_steps=60,
     width=10.0,
     range_test=True,
@@ -393,7 +414,13 @@ def autotune(
         batch_size: for arrays (not tuned).
         loss, metrics: for ``model.compile``; default: the compiled model's own.
         factor: successive halving keeps the best ``1 / factor`` at each rung (int >= 2).
-        finder_steps: steps per range test (int >= 3).
+        min_epochs: the shortest rung, the fewest epochs after which a configuration is judged
+            (Hyperband's minimum resource; int, 1 to ``max_epochs``). Raise it where the first
+            epochs say little about the end of a run; ``max_epochs`` trains every
+            configuration for the whole run (no halving).
+        finder_steps: steps per range test (int >= 3); with ``budget_epochs``, cut so that the
+            tests take at most :data:`FINDER_SHARE` of it, to no fewer than
+            :data:`MIN_FINDER_STEPS` (:func:`finder_steps_within`).
         width: each family's range is the finder's suggestion times ``1 / width`` to
             ``width`` (> 1).
         range_test: False skips the range tests and searches each family's fixed range
@@ -440,6 +467,9 @@ def autotune(
         raise ValueError(f"`max_epochs` must be an int >= 1. Received: max_epochs={max_epochs!r}")
     if not _is_int(factor, 2):
         raise ValueError(f"`factor` must be an int >= 2. Received: factor={factor!r}")
+    if not (_is_int(min_epochs, 1) and min_epochs <= max_epochs):
+        raise ValueError(f"`min_epochs` must be an int from 1 to max_epochs={max_epochs}. "
+                         f"Received: min_epochs={min_epochs!r}")
     if not _is_int(batch_size, 1):
         raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
     if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
@@ -459,12 +489,14 @@ def autotune(
                              schedules=schedules, wrappers=wrappers, total_steps=1)
     wrappers = sampler._check_wrappers(wrappers)
     steps_per_epoch = _steps_per_epoch(x, batch_size, validation_split)
-    finder_bound = len(optimizers) * finder_steps / steps_per_epoch if range_test else 0.0
+    tests = len(set(range_tests(optimizers).values())) if range_test else 0
+    sweep_steps = finder_steps_within(finder_steps, tests, budget_epochs, steps_per_epoch)
+    finder_bound = tests * sweep_steps / steps_per_epoch
     if budget_epochs is not None and budget_epochs < max_epochs + finder_bound:
         raise ValueError(
             f"`budget_epochs={budget_epochs}` is too small for one trial: a run of "
-            f"max_epochs={max_epochs} and the finder's sweeps ({len(optimizers)} x "
-            f"{finder_steps} steps, up to {finder_bound:.1f} epochs) need at least "
+            f"max_epochs={max_epochs} and the finder's sweeps ({tests} x "
+            f"{sweep_steps} steps, up to {finder_bound:.1f} epochs) need at least "
             f"{math.ceil(max_epochs + finder_bound)}. Raise it, or lower `max_epochs` or "
             "`finder_steps`."
         )
@@ -484,6 +516,7 @@ def autotune(
         "finder_steps": finder_steps, "width": float(width),
         # Only where they differ from the defaults, so searches saved before they existed resume.
         **({"range_test": False} if not range_test else {}),
+        **({"min_epochs": min_epochs} if min_epochs != 1 else {}),
         **({"wrappers": wrappers} if wrappers else {}),
     }
     state_file = os.path.join(project, _STATE_FILE)
@@ -501,7 +534,7 @@ def autotune(
     else:
         if range_test:
             ranges = finder_ranges(build_model, x, y, optimizers=optimizers, batch_size=batch_size,
-                                   loss=loss, metrics=metrics, num_steps=finder_steps, width=width,
+                                   loss=loss, metrics=metrics, num_steps=sweep_steps, width=width,
                                    seed=seed)
         else:
             ranges = FinderRanges({n: space.resolve(n).learning_rate_range for n in optimizers},
@@ -518,10 +551,10 @@ def autotune(
             f"{n} [{lo:.2g}, {hi:.2g}]" for n, (lo, hi) in ranges.items()), flush=True)
 
     if budget_epochs is not None:
-        plan = plan_brackets(math.floor(budget_epochs - finder_epochs + 1e-9), max_epochs, factor)
+        plan = plan_brackets(math.floor(budget_epochs - finder_epochs + 1e-9), max_epochs, factor, min_epochs)
         deadline = None
     else:
-        plan = hyperband_brackets(max_epochs, factor) * _SECONDS_ITERATIONS
+        plan = hyperband_brackets(max_epochs, factor, min_epochs) * _SECONDS_ITERATIONS
         deadline = started + budget_seconds
 
     hypermodel = OptimizerHyperModel(

@@ -22,6 +22,9 @@ def add_arguments(parser):
                         help="a wall-clock budget instead (needs --max-epochs)")
     parser.add_argument("--max-epochs", type=int, default=None, metavar="E",
                         help="the run length to tune for (default: a ninth of the budget)")
+    parser.add_argument("--min-epochs", type=int, default=1, metavar="E",
+                        help="the shortest rung: configurations are first judged after E epochs "
+                        "(--max-epochs: every one trains the whole run; default: %(default)s)")
     parser.add_argument("--objective", default="val_loss",
                         help="val_loss, loss, or the problem's metric with or without val_: "
                         "accuracy, or bits_per_byte for gpt (default: %(default)s)")
@@ -68,7 +71,7 @@ def run(args):
     try:
         result = tuning.autotune(
             problem.compiled, x, y, validation_data=validation, budget_epochs=budget_epochs,
-            budget_seconds=args.budget_seconds, max_epochs=args.max_epochs,
+            budget_seconds=args.budget_seconds, max_epochs=args.max_epochs, min_epochs=args.min_epochs,
             objective=objective, directory=args.output, project_name="search",
             overwrite=args.overwrite, seed=args.seed, batch_size=search.BATCH_SIZE, **extra,
         )

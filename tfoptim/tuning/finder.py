@@ -7,13 +7,27 @@ family gets one sweep, from a tenth of the bottom of its fixed range to ten time
 its range is the finder's suggestion (where the smoothed loss falls fastest) times
 ``1 / width`` to ``width``: two decades around it with the default ``width=10``, inside the
 swept interval. A family whose sweep suggests nothing (the loss never went down) keeps its
-fixed range.
+fixed range. Families whose rates share a scale share a sweep (:data:`SHARED_RANGE_TEST`).
 """
 
 import inspect
 import math
 
 from tfoptim.tuning import space
+
+
+#: ``{name: name whose range test serves it}`` when both are searched. AdamW is Adam with its
+#: weight decay decoupled from the gradient: the decay shrinks the weights by ``rate * decay``
+#: a step (4e-6 at Adam's default rate and AdamW's default decay), which over a range test's
+#: few dozen steps does not move the loss, so the two sweeps would measure the same curve
+#: (their suggestions on the realistic workloads differed by no more than between seeds).
+SHARED_RANGE_TEST = {"adamw": "adam", "keras.adamw": "keras.adam"}
+
+
+def range_tests(names):
+    """``{name: the name whose sweep gives its range}`` for the optimizers ``names``: itself,
+    or its :data:`SHARED_RANGE_TEST` partner where that is searched too."""
+    return {n: SHARED_RANGE_TEST[n] if SHARED_RANGE_TEST.get(n) in names else n for n in names}
 
 
 class FinderRanges(dict):
@@ -23,7 +37,7 @@ class FinderRanges(dict):
         suggestions: ``{name: suggested learning rate}`` (``nan`` where the sweep suggested
             nothing and the family kept its fixed range).
         steps: ``{name: training steps its sweep took}`` (a sweep stops early once the loss
-            diverges).
+            diverges; 0 for a name served by another's sweep).
         width: the factor each side of the suggestion.
     """
 
@@ -136,8 +150,11 @@ def finder_ranges(
     if not names:
         raise ValueError("`optimizers` must name at least one; received an empty list.")
     ranges, suggestions, steps = {}, {}, {}
+    owners = range_tests(names)
     for index, name in enumerate(names):
         spec = space.resolve(name)
+        if owners[name] != name:
+            continue
         if seed is not None:
             keras.utils.set_random_seed(seed + index)
         model = _call_build(build_model, keras_tuner.HyperParameters())
@@ -153,4 +170,8 @@ def finder_ranges(
         suggestions[name] = float(result.suggestion)
         steps[name] = int(len(result.losses))
         ranges[name] = centred_range(result.suggestion, width, swept, spec.learning_rate_range)
-    return FinderRanges(ranges, suggestions, steps, float(width))
+    for name, owner in owners.items():
+        if owner != name:
+            ranges[name], suggestions[name], steps[name] = ranges[owner], suggestions[owner], 0
+    return FinderRanges({n: ranges[n] for n in names}, {n: suggestions[n] for n in names},
+                        {n: steps[n] for n in names}, float(width))
