@@ -64,6 +64,8 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     args = build_parser(command).parse_args(argv)
+    # The command line as given, for the results files that record how they were made.
+    args._command_line = "tfoptim " + " ".join(argv)
     return args._run(args) or 0
 
 

@@ -133,16 +133,16 @@ def run(args):
         print(speed.format_fit_table(fits))
     if ends is not None:
         print(speed.format_e2e_table(ends))
-    speed.write(results, machine, args.output, fits, ends, skipped, command=_command())
+    speed.write(results, machine, args.output, fits, ends, skipped, command=_command(args))
     plot = f" and {Path(args.output) / 'speed.png'}" if results else ""
     print(f"wrote {Path(args.output) / 'speed.json'}{plot}")
 
 
-def _command():
-    """The command line as typed, for the results files."""
+def _command(args):
+    """The command line as given to ``tfoptim``, for the results files."""
     import sys
 
-    return "tfoptim " + " ".join(sys.argv[1:])
+    return getattr(args, "_command_line", None) or "tfoptim " + " ".join(sys.argv[1:])
 
 
 def _add_versions(machine):
@@ -178,7 +178,7 @@ def run_per_step(args):
         raise SystemExit(str(error)) from None
     machine = _add_versions({"backend": speed.backend(), "device": speed.device_name()})
     print(speed.format_per_step_table(rows))
-    speed.write_per_step(rows, machine, args.output, command=_command())
+    speed.write_per_step(rows, machine, args.output, command=_command(args))
     print(f"wrote {Path(args.output) / 'per_step.json'}")
 
 
