@@ -57,8 +57,8 @@ def test_bench_speed_command_writes_json_and_plot(tmp_path, capsys):
     assert result["optimizer"] == "Adam" and result["workload"] == "100x1000"
     assert result["ratio"] > 0 and payload["machine"]["streaming_bandwidth_gbs"] > 0
     assert 0 < result["stream_ratio"] < float("inf") and 0 < result["floor_ratio"] < float("inf")
-    # The end-to-end figure: model.fit steps per second on both digits models.
-    assert sorted(f["model"] for f in payload["fit"]) == ["cnn", "mlp"]
+    # The end-to-end figure: model.fit steps per second on the digits models.
+    assert sorted((f["model"], f["batch_size"]) for f in payload["fit"]) == [("cnn", 64), ("mlp", 64), ("wide", 8)]
     assert all(f["optimizer"] == "Adam" and f["keras_steps_per_s"] > 0 and f["ratio"] > 0 for f in payload["fit"])
     assert (tmp_path / "speed.png").stat().st_size > 5_000
     out = capsys.readouterr().out
