@@ -1,5 +1,7 @@
 """Pieces several update rules share, written once (the optax way: small functions, one job)."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -71,7 +73,16 @@ def cautious(update, gradient):
     mean is over the whole variable: a cautious rule is not element-wise.
     """
     mask = ops.cast(ops.greater(ops.multiply(update, gradient), 0), update.dtype)
-    return ops.multiply(update, ops.divide(mask, ops.maximum(ops.mean(mask), 1e-3)))
+    return ops.multiply(update, ops.divide(mask, ops.maximum(mean_of_all(mask), 1e-3)))
+
+
+def mean_of_all(x):
+    """The mean of every entry of ``x``, as a sum over the (static) count, accumulated in float64
+    for float64 ``x`` and float32 otherwise: Keras's ``ops.mean`` on JAX rounds a float64 mean
+    through float32."""
+    dtype = "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else "float32"
+    mean = ops.divide(ops.sum(ops.cast(x, dtype)), ops.convert_to_tensor(math.prod(x.shape), dtype))
+    return ops.cast(mean, x.dtype)
 
 
 def scalar_dtype(dtype):

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from tfoptim._validation import check_positive, check_steps, check_unit_interval
-from tfoptim.optimizers._moments import bias_correction, scalar_dtype, update_moment
+from tfoptim.optimizers._moments import bias_correction, mean_of_all, scalar_dtype, update_moment
 from tfoptim.optimizers.base import Optimizer
 from tfoptim.optimizers.graph import conditional_update
 
@@ -258,7 +258,7 @@ class SOAP(Optimizer):
             scaled = ops.divide(exp_avg, ops.add(ops.sqrt(exp_avg_sq), self.epsilon))
             update = project(scaled, back=True)
             if self.normalize_grads:
-                update = ops.divide(update, ops.add(ops.sqrt(ops.mean(ops.square(update))), 1e-30))
+                update = ops.divide(update, ops.add(ops.sqrt(mean_of_all(ops.square(update))), 1e-30))
             update = ops.multiply(ops.reshape(update, variable.shape), ops.cast(step_size, dtype))
             self.assign_sub(variable, ops.cast(update, variable.dtype))
             coefficient = self.weight_decay_of(variable)
