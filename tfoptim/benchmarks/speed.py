@@ -423,13 +423,11 @@ def measure_fit(name, kind, rounds, fast_path=True):
     y = digits.target[:examples]
     steps = -(-len(x) // batch_size)
     if backend() == "tensorflow":
-        # A dataset, to time it with tf.data's autotuning off (see timing_batches): Keras
-        # turns arrays into a dataset with it on.
+        # A dataset, to time it without tf.data's autotuning: Keras turns arrays into a dataset
+        # with it on.
         import tensorflow as tf
 
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        data = dict(x=tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().with_options(options))
+        data = dict(x=without_autotuning(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()))
     else:
         data = dict(x=x, y=y, batch_size=batch_size)
 
@@ -484,22 +482,27 @@ def e2e_jobs(optimizers, workloads, modes):
     ]
 
 
-def timing_batches(data, steps):
-    """The first ``steps`` training batches of ``data`` (a workload's :class:`Data`), held in
-    memory, for timing ``model.fit`` epochs: every epoch reads the same batches and does no
-    input work.
+def without_autotuning(dataset):
+    """``dataset`` with tf.data's autotuning switched off, for timing ``model.fit``.
 
-    tf.data's autotuning is switched off. Its background loop sleeps 10 ms, 20 ms, 40 ms, ...
-    between rounds, and destroying the iterator when ``fit`` returns waits for the sleep under
-    way, so with it on an epoch of 5.2 to 10.2 s measures exactly 10.23 s (the sum of the first
-    ten sleeps), and two optimizers' epochs in that range compare as equal. The batches are read
-    once to their end because Keras stops after the dataset's cardinality without asking for the
-    end, and a cache never read to its end is rebuilt at every epoch."""
+    The autotuner's background loop sleeps 10 ms, 20 ms, 40 ms, ... between rounds, and
+    destroying the iterator when ``fit`` returns waits for the sleep under way: with it on, an
+    epoch of 5.2 to 10.2 s measures exactly 10.23 s (the sum of the first ten sleeps), and two
+    optimizers' epochs in that range compare as equal."""
     import tensorflow as tf
 
     options = tf.data.Options()
     options.autotune.enabled = False
-    batches = data.train().take(steps).cache().with_options(options)
+    return dataset.with_options(options)
+
+
+def timing_batches(data, steps):
+    """The first ``steps`` training batches of ``data`` (a workload's :class:`Data`), held in
+    memory and without autotuning (:func:`without_autotuning`), for timing ``model.fit``
+    epochs: every epoch reads the same batches and does no input work. The batches are read
+    once to their end because Keras stops after the dataset's cardinality without asking for the
+    end, and a cache never read to its end is rebuilt at every epoch."""
+    batches = without_autotuning(data.train().take(steps).cache())
     for _ in batches:
         pass
     return batches
