@@ -124,9 +124,9 @@ def test_finder_and_autotune_on_a_reduced_gpt(tmp_path):
     train, _, _ = problem.split(0)
     ranges = finder_ranges(problem.compiled, train, num_steps=40, seed=0)
     for name, (low, high) in ranges.items():
-        # Every family's sweep ran, started from the uniform prediction's ln 256 nats, and
-        # suggested a rate inside what it swept.
-        assert ranges.steps[name] >= 3
+        # Every family's sweep ran (AdamW's is Adam's), started from the uniform prediction's
+        # ln 256 nats, and suggested a rate inside what it swept.
+        assert ranges.steps[name] >= 3 or (name == "adamw" and ranges.steps[name] == 0)
         assert math.isfinite(ranges.suggestions[name]) and 0 < low < high
     keras.utils.set_random_seed(0)
     model = problem.compiled("sgd")
@@ -138,3 +138,7 @@ def test_finder_and_autotune_on_a_reduced_gpt(tmp_path):
     assert result["finder_epochs"] > 0
     # The best trial is the one with the fewest bits per byte.
     assert result["best_val"] == min(result["best_so_far"]) == result["best_so_far"][-1]
+    # Every trial is recorded: its epochs, its score and what it tried.
+    assert len(result["trial_records"]) == result["trials"]
+    assert min(t["score"] for t in result["trial_records"]) == result["best_val"]
+    assert all(t["epochs"] >= 1 and "optimizer" in t["values"] for t in result["trial_records"])

@@ -424,6 +424,13 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
         "best_so_far": best_so_far(scores, problem.goal),
         "epochs_so_far": [finder_epochs + sum(spent[: i + 1]) for i in range(len(spent))],
         "best_config": config,
+        # Every trial in order: what it tried, for how many epochs, and its score (None for a
+        # trial that failed), so a search can be read trial by trial.
+        "trial_records": [
+            {"epochs": spent[i], "score": t.score,
+             "values": {k: v for k, v in t.hyperparameters.values.items() if not k.startswith("tuner/")}}
+            for i, t in enumerate(order)
+        ],
     }
 
 
