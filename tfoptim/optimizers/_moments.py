@@ -81,7 +81,7 @@ def mean_of_all(x):
     for float64 ``x`` and float32 otherwise: Keras's ``ops.mean`` on JAX rounds a float64 mean
     through float32."""
     dtype = "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else "float32"
-    mean = ops.divide(ops.sum(ops.cast(x, dtype)), ops.convert_to_tensor(math.prod(x.shape), dtype))
+    mean = ops.divide(total(x, dtype), ops.convert_to_tensor(math.prod(x.shape), dtype))
     return ops.cast(mean, x.dtype)
 
 
