@@ -6,6 +6,7 @@ import math
 import types
 
 import keras_tuner
+import numpy as np
 import pytest
 
 from tfoptim.benchmarks import search
@@ -66,6 +67,8 @@ def test_unknown_problem_or_method():
         search.run_search_benchmark(problems=("recsys",), progress=False)
     with pytest.raises(ValueError, match="Unknown method"):
         search.run_search_benchmark(methods=("random",), progress=False)
+    # Every method the benchmark runs has its label in the table and the plot.
+    assert set(search.LABELS) == {*search.METHODS, *search.ABLATIONS}
 
 
 @pytest.mark.parametrize("method, tunes_moments", [("sample_optimizer", False),
@@ -77,3 +80,25 @@ def test_the_arguments_ablation_tunes_every_argument(method, tunes_moments):
     names = {p.name for p in hp.space}
     assert any(n.endswith("/beta_1") for n in names) == tunes_moments
     assert any(n.endswith("/learning_rate") for n in names)
+
+
+def test_best_so_far_band_reads_every_run_at_every_epoch_count():
+    runs = [{"epochs_so_far": [1.0, 3.0], "best_so_far": [0.5, 0.7]},
+            {"epochs_so_far": [2.0, 3.0], "best_so_far": [0.6, 0.8]}]
+    epochs, mean, low, high = search.best_so_far_band(runs)
+    # At 1 epoch only the first run has a figure; each holds its figure until its next trial.
+    np.testing.assert_array_equal(epochs, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(mean, [0.5, 0.55, 0.75])
+    np.testing.assert_allclose(low, [0.5, 0.5, 0.7])
+    np.testing.assert_allclose(high, [0.5, 0.6, 0.8])
+
+
+def test_repeated_default_is_one_configuration_as_many_times_as_the_grid_has_points():
+    import keras
+
+    problem = types.SimpleNamespace(compiled=lambda optimizer: optimizer)
+    hp = keras_tuner.HyperParameters()
+    optimizer = search._build("default_repeated", problem, total_steps=30)(hp)
+    assert type(optimizer) is keras.optimizers.Adam
+    assert float(optimizer.learning_rate) == pytest.approx(1e-3)
+    assert [p.name for p in hp.space] == ["repeat"] and hp.space[0].values == list(range(search.GRID_SIZE))

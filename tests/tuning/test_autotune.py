@@ -12,8 +12,8 @@ import pytest
 import tfoptim.cli
 import tfoptim.optimizers
 from tfoptim.tuning import autotune, finder_ranges, plan_brackets, sample_optimizer, space
-from tfoptim.tuning.autotune import hyperband_brackets, plan_cost
-from tfoptim.tuning.finder import centred_range
+from tfoptim.tuning.autotune import hyperband_brackets, plan_cost, suggestion_values
+from tfoptim.tuning.finder import FinderRanges, centred_range
 
 # The module, which the function of the same name hides as an attribute of tfoptim.tuning.
 autotune_module = importlib.import_module("tfoptim.tuning.autotune")
@@ -215,6 +215,50 @@ def test_finder_range_contains_its_suggestion(data):
     assert (rate.min_value, rate.max_value) == pytest.approx(ranges["adam"])
 
 
+def test_suggestion_values():
+    ranges = FinderRanges({"adam": (1e-5, 1e-2), "momentum": (0.01, 1.0)}, {"adam": math.nan, "momentum": 0.1},
+                          {"adam": 8, "momentum": 8}, 10.0)
+    # Adam's sweep suggested nothing: the first family that has a suggestion.
+    assert suggestion_values(ranges, ["adam", "momentum"], ("cosine_decay", "constant")) == {
+        "optimizer": "momentum", "momentum/learning_rate": 0.1, "schedule": "constant"}
+    # One schedule: no schedule to choose; no suggestion at all: no such configuration.
+    assert suggestion_values(ranges, ["momentum"], ("cosine_decay",)) == {
+        "optimizer": "momentum", "momentum/learning_rate": 0.1}
+    assert suggestion_values(ranges, ["adam"], ("constant",)) is None
+
+
+@pytest.mark.parametrize("suggestion_first", [True, False])
+def test_first_trial_trains_the_suggested_rate(data, tmp_path, monkeypatch, suggestion_first):
+    x, y, x_val, y_val = data
+    suggested = FinderRanges({"adam": (3e-4, 3e-2)}, {"adam": 3e-3}, {"adam": FINDER_STEPS}, 10.0)
+    monkeypatch.setattr(autotune_module, "finder_ranges", lambda *a, **k: suggested)
+
+    def build_model(hp):
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(hp.Int("units", 4, 16, default=8)),
+                                  keras.layers.Dense(3)])
+        model.compile(loss=LOSS)
+        return model
+
+    epochs = []
+    keras.utils.set_random_seed(0)
+    result = autotune(build_model, x, y, validation_data=(x_val, y_val), budget_epochs=12, max_epochs=3,
+                      optimizers=("adam",), batch_size=50, seed=0, verbose=0, directory=tmp_path,
+                      callbacks=[EpochCounter(epochs)], suggestion_first=suggestion_first)
+    trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    first = trials[0].hyperparameters.values
+    # 12 epochs less the range test's 2: the suggested rate trained for the whole run, then
+    # what fits of the rest; drawn at random, a bracket and a full-length run fit.
+    if suggestion_first:
+        assert result.plan == [[(1, 3)], [(3, 1), (1, 3)]]
+        assert first["adam/learning_rate"] == 3e-3 and first["schedule"] == "constant"
+        assert first["units"] == 8 and first["tuner/epochs"] == 3  # the rest at its defaults
+    else:
+        assert result.plan == [[(3, 1), (1, 3)], [(1, 3)]]
+        assert first["adam/learning_rate"] != 3e-3 and first["tuner/epochs"] == 1
+    assert len(epochs) == plan_cost(result.plan) == 9 and result.epochs_used == 11
+    assert len(trials) == 5 and all(t.status == "COMPLETED" for t in trials)
+
+
 @pytest.mark.parametrize(
     "finder_steps, tests, budget, steps_per_epoch, expected",
     [
@@ -262,6 +306,7 @@ def test_centred_range():
         ({"schedules": ("nosuch",)}, "Unknown schedule"),
         ({"wrappers": ("nosuch",)}, "Unknown wrapper"),
         ({"range_test": "no"}, "range_test"),
+        ({"suggestion_first": 1}, "suggestion_first"),
     ],
 )
 def test_bad_input_is_refused_before_training(data, tmp_path, kwargs, message):

@@ -52,8 +52,13 @@ METHODS = ("default", "grid", "sample_optimizer", "autotune")
 #: Nesterov; ``tune_arguments=True``), to measure what tuning only the rate, the schedule and
 #: the weight decay buys; and ``autotune`` training every configuration for the whole run
 #: (``min_epochs=max_epochs``: no successive halving), to measure what judging on short
-#: rungs buys.
-ABLATIONS = ("autotune_fixed_ranges", "sample_optimizer_all_arguments", "autotune_full_length")
+#: rungs buys; and ``autotune`` drawing its first configuration at random like the others
+#: (``suggestion_first=False``), to measure what starting from the range test's suggestion buys;
+#: and ``Adam(1e-3)`` trained as many times as the grid has points, to measure how far runs of
+#: one configuration fall apart (its trials' scores), and what the best of several runs of it
+#: reaches with no search at all.
+ABLATIONS = ("autotune_fixed_ranges", "sample_optimizer_all_arguments", "autotune_full_length",
+             "autotune_random_first", "default_repeated")
 GRID_SIZE = 9
 #: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
@@ -295,13 +300,15 @@ def _fixed_batch(build, batch_size):
 
 
 def _build(method, problem, total_steps):
-    """``build(hp)`` of ``default``, ``grid``, ``sample_optimizer`` and its ablation."""
+    """``build(hp)`` of ``default``, ``grid``, ``sample_optimizer`` and their ablations."""
     import keras
 
     import tfoptim.tuning
 
     def build(hp):
-        if method == "default":
+        if method.startswith("default"):
+            if method == "default_repeated":
+                hp.Choice("repeat", list(range(GRID_SIZE)))  # the same configuration each time
             optimizer = keras.optimizers.Adam(1e-3)
         elif method == "grid":
             # As keras_tuner.applications.HyperResNet chooses its optimizer.
@@ -385,6 +392,7 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
                 batch_size=batch_size or BATCH_SIZE, directory=folder, seed=1000 * seed,
                 callbacks=[_counter(totals)], verbose=0, range_test=method != "autotune_fixed_ranges",
                 min_epochs=epochs if method == "autotune_full_length" else 1,
+                suggestion_first=method != "autotune_random_first",
             )
             tuner, finder_epochs = result.tuner, result.finder_epochs
             suggestions = result.ranges.suggestions
@@ -493,6 +501,8 @@ LABELS = {
     "autotune_fixed_ranges": "autotune without range tests (fixed family ranges)",
     "sample_optimizer_all_arguments": "sample_optimizer tuning every argument, random search",
     "autotune_full_length": "autotune without successive halving (every trial full length)",
+    "autotune_random_first": "autotune without the suggestion first (every trial drawn at random)",
+    "default_repeated": f"Adam(1e-3) run {GRID_SIZE} times, the best run",
 }
 
 
@@ -540,6 +550,23 @@ def format_table(summary, markdown=False):
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
 
 
+def best_so_far_band(runs):
+    """``(epochs, mean, low, high)``: the best figure so far of each run, read at every epoch
+    count any of them reached (a run counts from its first finished trial), and its mean,
+    minimum and maximum over the runs that have one there."""
+    import numpy as np
+
+    epochs = np.unique(np.concatenate([r["epochs_so_far"] for r in runs]))
+    values = np.full((len(runs), len(epochs)), np.nan)
+    for k, r in enumerate(runs):
+        index = np.searchsorted(r["epochs_so_far"], epochs, side="right") - 1
+        values[k] = np.where(index >= 0, np.asarray(r["best_so_far"])[np.maximum(index, 0)], np.nan)
+    started = ~np.isnan(values).all(axis=0)
+    values = values[:, started]
+    return (epochs[started], np.nanmean(values, axis=0), np.nanmin(values, axis=0),
+            np.nanmax(values, axis=0))
+
+
 def plot(results, path, caption=None):
     """Per problem: the best validation figure so far against epochs spent, and the test figure
     of each search's best model against the epochs it used, each axis labelled with the metric
@@ -557,26 +584,43 @@ def plot(results, path, caption=None):
         label = metric_label(first["metric"], first["goal"])
         for i, method in enumerate(METHODS + ABLATIONS):
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
-            for j, r in enumerate(mine):
-                left.step(r["epochs_so_far"], r["best_so_far"], where="post", color=f"C{i}",
-                          alpha=0.8, marker="o", markersize=3,
-                          label=LABELS[method] if j == 0 else None)
+            if not mine:
+                continue
+            # One line per method, the mean over the seeds, their range shaded: a line per
+            # seed would draw 15 or more crossing steps.
+            epochs, mean, low, high = best_so_far_band(mine)
+            left.step(epochs, mean, where="post", color=f"C{i}", marker="o", markersize=3,
+                      label=f"{LABELS[method]} ({len(mine)} seeds)")
+            left.fill_between(epochs, low, high, step="post", color=f"C{i}", alpha=0.15)
             right.scatter([r["epochs_trained"] for r in mine], [r["test_of_best"] for r in mine],
                           color=f"C{i}", label=LABELS[method])
         left.set_xlabel("epochs trained (cumulative)")
-        left.set_ylabel(f"best validation {label} so far")
+        left.set_ylabel(f"best validation {label}\nso far: mean over seeds, range shaded", fontsize="small")
         left.set_title(problem)
         left.grid(alpha=0.3)
-        left.legend(fontsize="small", loc="upper right" if first["goal"] == "min" else "lower right")
         right.set_xlabel("epochs trained by the search")
-        right.set_ylabel(f"test {label}\nof the best trial's model")
+        right.set_ylabel(f"test {label}\nof the best trial's model", fontsize="small")
         right.set_title(problem)
         right.grid(alpha=0.3)
+    # One legend for every panel, above them, where it covers no data.
+    labelled = {}
+    for axis in axes[:, 0]:
+        for handle, text in zip(*axis.get_legend_handles_labels()):
+            labelled.setdefault(text, handle)
+    rows = math.ceil(len(labelled) / 2)
+    fig.legend(list(labelled.values()), list(labelled), loc="upper center", ncol=2, fontsize="small",
+               frameon=False)
+    top = 1 - (0.1 + 0.22 * rows) / fig.get_figheight()
+    bottom = 0.0
     if caption:
-        fig.text(0.01, 0.005, caption, fontsize=7, wrap=True, va="bottom", ha="left")
-        fig.tight_layout(rect=(0, 0.06 / len(problems), 1, 1))
-    else:
-        fig.tight_layout()
+        import textwrap
+
+        # Wrapped here so the space kept below the axes fits the caption's lines (7-point
+        # text, about 180 characters across the 11-inch figure, 0.13 inch a line).
+        lines = textwrap.wrap(caption, width=180)
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, va="bottom", ha="left")
+        bottom = (0.05 + 0.13 * len(lines)) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, top))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -7,10 +7,13 @@ under KerasTuner's distributed mode (chief and workers) unchanged:
    Adam's) centres each family's learning-rate range on the model and the data. Its sweeps
    count against the budget (their steps, in epochs of the training data), and with a budget
    in epochs take at most :data:`FINDER_SHARE` of it.
-2. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
+2. The first trial trains the first optimizer at the rate its range test suggested, at a
+   constant rate, for ``max_epochs`` (:func:`suggestion_values`): the choice the range test
+   alone would make, so the search never returns a configuration that validated worse.
+3. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
    the budget (:func:`plan_brackets`): many configurations for a few epochs, the best third
    of them for three times as many, up to ``max_epochs``.
-3. :class:`BudgetHyperbandOracle` (KerasTuner's ``HyperbandOracle`` on that plan) hands out
+4. :class:`BudgetHyperbandOracle` (KerasTuner's ``HyperbandOracle`` on that plan) hands out
    the trials; its state, with the plan, lives in ``directory/project_name``.
 
 Deliberate difference from KerasTuner's ``Hyperband``: a promoted configuration trains again
@@ -52,6 +55,21 @@ def finder_steps_within(finder_steps, tests, budget_epochs, steps_per_epoch):
         return finder_steps
     cap = math.floor(FINDER_SHARE * budget_epochs * steps_per_epoch / tests + 1e-9)
     return max(min(finder_steps, cap), min(finder_steps, MIN_FINDER_STEPS))
+
+
+def suggestion_values(ranges, optimizers, schedules):
+    """``{hyperparameter: value}`` of the configuration the range tests alone point to: the
+    first of ``optimizers`` whose sweep suggested a rate, at that rate, with a constant rate
+    where ``schedules`` offers one (a decay ends lower than the rate the sweep found);
+    ``None`` when no sweep suggested a rate."""
+    for name in optimizers:
+        rate = ranges.suggestions.get(name, math.nan)
+        if math.isfinite(rate) and rate > 0:
+            values = {"optimizer": name, f"{name}/learning_rate": rate}
+            if len(schedules) > 1 and "constant" in schedules:
+                values[sampler._SCHEDULE] = "constant"
+            return values
+    return None
 
 
 def plan_brackets(budget_epochs, max_epochs, factor=3, min_epochs=1):
@@ -121,16 +139,19 @@ class BudgetHyperbandOracle(keras_tuner.oracles.HyperbandOracle):
 
     Args:
         plan: brackets of ``(configurations, epochs)`` rungs, run in order.
+        first_values: ``{name: value}`` for the search's first configuration, every other
+            hyperparameter at its default (``None``: the first is random, as the rest).
         other arguments: as for ``keras_tuner.oracles.HyperbandOracle``.
     """
 
-    def __init__(self, objective=None, plan=None, deadline=None, seed=None, **kwargs):
+    def __init__(self, objective=None, plan=None, deadline=None, first_values=None, seed=None, **kwargs):
         plan = [[tuple(rung) for rung in bracket] for bracket in plan or ()]
         if not plan or not all(plan):
             raise ValueError(f"`plan` must hold brackets of (configurations, epochs). Received: {plan!r}")
         # Set before HyperbandOracle's constructor, which opens the first bracket.
         self._plan = plan
         self._deadline = deadline
+        self._first_values = dict(first_values) if first_values else None
         max_epochs = max(e for bracket in plan for _, e in bracket)
         super().__init__(objective=objective, max_epochs=max_epochs, hyperband_iterations=1,
                          seed=seed, **kwargs)
@@ -154,6 +175,18 @@ class BudgetHyperbandOracle(keras_tuner.oracles.HyperbandOracle):
 
     def _get_num_brackets(self):
         return len(self._plan)
+
+    def _random_values(self):
+        if self._first_values is None or self.trials:
+            return super()._random_values()
+        # The space in declaration order, so a conditional hyperparameter is reached after
+        # the choice it depends on has its value.
+        values = keras_tuner.HyperParameters()
+        for hp in self.hyperparameters.space:
+            values.merge([hp])
+            if values.is_active(hp):
+                values.values[hp.name] = self._first_values.get(hp.name, hp.default)
+        return values.values
 
     def populate_space(self, trial_id):
         if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -365,6 +398,7 @@ def autotune(
     finder_steps=60,
     width=10.0,
     range_test=True,
+    suggestion_first=True,
     directory=None,
     project_name="autotune",
     overwrite=False,
@@ -376,7 +410,8 @@ def autotune(
     """Chooses the optimizer, its learning rate and its schedule within a budget.
 
     A learning-rate range test per optimizer family centres that family's range on the model
-    and data (:func:`finder_ranges`), then successive-halving brackets sized to the rest of the
+    and data (:func:`finder_ranges`); the first trial trains the rate the first family's test
+    suggested; then successive-halving brackets sized to the rest of the
     budget (:func:`plan_brackets`) search optimizers, rates and schedules on KerasTuner's
     oracle, every configuration trained from scratch for its rung's epochs so that its
     schedule spans the run it is judged on. The search lives in ``directory/project_name``:
@@ -427,6 +462,12 @@ def autotune(
             (:data:`FAMILY_LEARNING_RATES`, else three decades around its default), the whole
             budget going to the brackets: what the range tests buy, measured
             (``tfoptim bench search --methods autotune_fixed_ranges``).
+        suggestion_first: the first trial trains the first of ``optimizers`` at the rate its
+            range test suggested, constant, for ``max_epochs`` (:func:`suggestion_values`), and
+            the brackets share what is left: where a narrow optimum sits at the suggestion,
+            random draws over the range may all miss it. False: every configuration is drawn
+            at random (``tfoptim bench search --methods autotune_random_first``). Without
+            range tests there is no suggestion, and no such trial.
         directory, project_name, overwrite, seed: as for KerasTuner's tuners
             (``directory=None``: the working directory).
         callbacks: passed to every trial's ``fit``.
@@ -482,6 +523,8 @@ def autotune(
         raise ValueError(f"`width` must be a number > 1. Received: width={width!r}")
     if not isinstance(range_test, bool):
         raise ValueError(f"`range_test` must be True or False. Received: range_test={range_test!r}")
+    if not isinstance(suggestion_first, bool):
+        raise ValueError(f"`suggestion_first` must be True or False. Received: suggestion_first={suggestion_first!r}")
     optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
     schedules = (schedules,) if isinstance(schedules, str) else tuple(schedules)
     # Validates the names (and the finder's arguments below) before any training.
@@ -516,6 +559,7 @@ def autotune(
         "finder_steps": finder_steps, "width": float(width),
         # Only where they differ from the defaults, so searches saved before they existed resume.
         **({"range_test": False} if not range_test else {}),
+        **({"suggestion_first": False} if not suggestion_first else {}),
         **({"min_epochs": min_epochs} if min_epochs != 1 else {}),
         **({"wrappers": wrappers} if wrappers else {}),
     }
@@ -550,18 +594,22 @@ def autotune(
         print(f"Learning-rate ranges {source}: " + ", ".join(
             f"{n} [{lo:.2g}, {hi:.2g}]" for n, (lo, hi) in ranges.items()), flush=True)
 
+    first_values = suggestion_values(ranges, optimizers, schedules) if suggestion_first else None
+    first = [[(1, max_epochs)]] if first_values else []
     if budget_epochs is not None:
-        plan = plan_brackets(math.floor(budget_epochs - finder_epochs + 1e-9), max_epochs, factor, min_epochs)
+        left = math.floor(budget_epochs - finder_epochs + 1e-9) - plan_cost(first)
+        plan = first + plan_brackets(left, max_epochs, factor, min_epochs)
         deadline = None
     else:
-        plan = hyperband_brackets(max_epochs, factor, min_epochs) * _SECONDS_ITERATIONS
+        plan = first + hyperband_brackets(max_epochs, factor, min_epochs) * _SECONDS_ITERATIONS
         deadline = started + budget_seconds
 
     hypermodel = OptimizerHyperModel(
         lambda hp: _call_build(build_model, hp), optimizers=optimizers, learning_rate=dict(ranges),
         schedules=schedules, wrappers=wrappers, batch_sizes=None, loss=loss, metrics=metrics,
     )
-    oracle = BudgetHyperbandOracle(objective=objective, plan=plan, deadline=deadline, seed=seed)
+    oracle = BudgetHyperbandOracle(objective=objective, plan=plan, deadline=deadline,
+                                   first_values=first_values, seed=seed)
     tuner = _Tuner(
         oracle=oracle, hypermodel=hypermodel, directory=directory, project_name=project_name,
         overwrite=False,
@@ -571,7 +619,10 @@ def autotune(
     if verbose:
         done = sum(t.status == "COMPLETED" for t in getattr(tuner.oracle, "trials", {}).values())
         budget = f"{budget_epochs} epochs" if budget_epochs else f"{budget_seconds:g} s"
-        print(f"Successive halving within {budget}: {len(oracle.plan)} brackets, "
+        name = first_values and first_values["optimizer"]
+        first_note = (f" (the first: {name} at the suggested rate, "
+                      f"{first_values[f'{name}/learning_rate']:.3g})" if first_values else "")
+        print(f"Successive halving within {budget}: {len(oracle.plan)} brackets{first_note}, "
               f"{plan_cost(oracle.plan)} epochs planned, runs of up to {max_epochs} epochs"
               + (f"; resuming, {done} trials done" if done else ""), flush=True)
     fit_kwargs = dict(verbose=0, callbacks=list(callbacks or []))
