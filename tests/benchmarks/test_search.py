@@ -102,3 +102,29 @@ def test_repeated_default_is_one_configuration_as_many_times_as_the_grid_has_poi
     assert type(optimizer) is keras.optimizers.Adam
     assert float(optimizer.learning_rate) == pytest.approx(1e-3)
     assert [p.name for p in hp.space] == ["repeat"] and hp.space[0].values == list(range(search.GRID_SIZE))
+
+
+@pytest.mark.parametrize("method, changed", [
+    ("autotune", {}),
+    ("autotune_fixed_ranges", {"range_test": False}),
+    ("autotune_full_length", {"min_epochs": 2}),
+    ("autotune_random_first", {"suggestion_first": False}),
+    ("autotune_adam_family", {"optimizers": ("adam", "adamw")}),
+])
+def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, changed):
+    import tfoptim.tuning
+    from tfoptim.tuning import space
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(tfoptim.tuning, "autotune", stop)
+    with pytest.raises(RuntimeError, match="stop before training"):
+        search.run_method(method, 0, problem="digits_mlp", epochs=2)
+    defaults = {"range_test": True, "min_epochs": 1, "suggestion_first": True,
+                "optimizers": space.DEFAULT_OPTIMIZERS}
+    assert {k: seen[k] for k in defaults} == {**defaults, **changed}
+    assert seen["budget_epochs"] == search.GRID_SIZE * 2 and seen["max_epochs"] == 2

@@ -56,10 +56,13 @@ METHODS = ("default", "grid", "sample_optimizer", "autotune")
 #: (``suggestion_first=False``), to measure what starting from the range test's suggestion buys;
 #: and ``Adam(1e-3)`` trained as many times as the grid has points, to measure how far runs of
 #: one configuration fall apart (its trials' scores), and what the best of several runs of it
-#: reaches with no search at all.
+#: reaches with no search at all; and ``autotune`` choosing among Adam and AdamW only, to
+#: measure what searching SGD with momentum too costs or buys.
 ABLATIONS = ("autotune_fixed_ranges", "sample_optimizer_all_arguments", "autotune_full_length",
-             "autotune_random_first", "default_repeated")
+             "autotune_random_first", "default_repeated", "autotune_adam_family")
 GRID_SIZE = 9
+#: The optimizers ``autotune_adam_family`` searches (``autotune``'s default adds SGD with momentum).
+ADAM_FAMILY = ("adam", "adamw")
 #: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
 #: Training steps that make an epoch of ``gpt``: with ``--epochs 3`` a full-length trial trains
@@ -368,6 +371,7 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
     import keras
 
     import tfoptim.tuning
+    from tfoptim.tuning import space
 
     problem = PROBLEMS[problem] if isinstance(problem, str) else problem
     # get_best_models rebuilds each model with a fresh optimizer: the saved optimizer state
@@ -393,6 +397,7 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
                 callbacks=[_counter(totals)], verbose=0, range_test=method != "autotune_fixed_ranges",
                 min_epochs=epochs if method == "autotune_full_length" else 1,
                 suggestion_first=method != "autotune_random_first",
+                optimizers=ADAM_FAMILY if method == "autotune_adam_family" else space.DEFAULT_OPTIMIZERS,
             )
             tuner, finder_epochs = result.tuner, result.finder_epochs
             suggestions = result.ranges.suggestions
@@ -503,6 +508,7 @@ LABELS = {
     "autotune_full_length": "autotune without successive halving (every trial full length)",
     "autotune_random_first": "autotune without the suggestion first (every trial drawn at random)",
     "default_repeated": f"Adam(1e-3) run {GRID_SIZE} times, the best run",
+    "autotune_adam_family": "autotune among Adam and AdamW only",
 }
 
 
