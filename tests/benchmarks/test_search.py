@@ -109,7 +109,8 @@ def test_repeated_default_is_one_configuration_as_many_times_as_the_grid_has_poi
     ("autotune_fixed_ranges", {"range_test": False}),
     ("autotune_full_length", {"min_epochs": 2}),
     ("autotune_random_first", {"suggestion_first": False}),
-    ("autotune_adam_family", {"optimizers": ("adam", "adamw")}),
+    ("autotune_with_momentum", {"optimizers": ("adam", "adamw", "momentum")}),
+    ("autotune_no_refine", {"refine": False}),
 ])
 def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, changed):
     import tfoptim.tuning
@@ -124,7 +125,26 @@ def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, change
     monkeypatch.setattr(tfoptim.tuning, "autotune", stop)
     with pytest.raises(RuntimeError, match="stop before training"):
         search.run_method(method, 0, problem="digits_mlp", epochs=2)
-    defaults = {"range_test": True, "min_epochs": 1, "suggestion_first": True,
-                "optimizers": space.DEFAULT_OPTIMIZERS}
+    defaults = {"range_test": True, "min_epochs": 1, "suggestion_first": True, "refine": True,
+                "optimizers": tfoptim.tuning.AUTOTUNE_OPTIMIZERS}
     assert {k: seen[k] for k in defaults} == {**defaults, **changed}
     assert seen["budget_epochs"] == search.GRID_SIZE * 2 and seen["max_epochs"] == 2
+
+
+def test_plot_gives_every_method_shown_its_own_colour(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    colours = {}
+    step = matplotlib.axes.Axes.step
+
+    def recording_step(self, *args, label=None, color=None, **kwargs):
+        colours[label.rsplit(" (", 1)[0]] = color  # less " (N seeds)"
+        return step(self, *args, label=label, color=color, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "step", recording_step)
+    # The first and the last of all the methods: by position among them both would be C0.
+    methods = [search.METHODS[0], search.ABLATIONS[-1]]
+    results = [result("digits_mlp", m, 0, 0.9, 0.9, 3.0) for m in methods]
+    search.plot(results, tmp_path / "search.png")
+    assert set(colours) == {search.LABELS[m] for m in methods}
+    assert len(set(colours.values())) == len(methods)

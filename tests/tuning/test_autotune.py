@@ -12,7 +12,8 @@ import pytest
 import tfoptim.cli
 import tfoptim.optimizers
 from tfoptim.tuning import autotune, finder_ranges, plan_brackets, sample_optimizer, space
-from tfoptim.tuning.autotune import hyperband_brackets, plan_cost, suggestion_values
+from tfoptim.tuning.autotune import (BudgetHyperbandOracle, hyperband_brackets, plan_cost, refine_factor,
+                                     refine_values, suggestion_values)
 from tfoptim.tuning.finder import FinderRanges, centred_range
 
 # The module, which the function of the same name hides as an attribute of tfoptim.tuning.
@@ -216,15 +217,18 @@ def test_finder_range_contains_its_suggestion(data):
 
 
 def test_suggestion_values():
-    ranges = FinderRanges({"adam": (1e-5, 1e-2), "momentum": (0.01, 1.0)}, {"adam": math.nan, "momentum": 0.1},
-                          {"adam": 8, "momentum": 8}, 10.0)
-    # Adam's sweep suggested nothing: the first family that has a suggestion.
-    assert suggestion_values(ranges, ["adam", "momentum"], ("cosine_decay", "constant")) == {
-        "optimizer": "momentum", "momentum/learning_rate": 0.1, "schedule": "constant"}
+    ranges = FinderRanges({"adam": (1e-5, 1e-2), "momentum": (0.01, 1.0), "adamw": (1e-5, 1e-2)},
+                          {"adam": math.nan, "momentum": 0.1, "adamw": 2e-3}, {"adam": 8, "momentum": 8, "adamw": 0},
+                          10.0)
+    # One configuration per family whose sweep suggested a rate (Adam's did not), in the
+    # order given, each at a constant rate.
+    assert suggestion_values(ranges, ["adamw", "adam", "momentum"], ("cosine_decay", "constant")) == [
+        {"optimizer": "adamw", "adamw/learning_rate": 2e-3, "schedule": "constant"},
+        {"optimizer": "momentum", "momentum/learning_rate": 0.1, "schedule": "constant"}]
     # One schedule: no schedule to choose; no suggestion at all: no such configuration.
-    assert suggestion_values(ranges, ["momentum"], ("cosine_decay",)) == {
-        "optimizer": "momentum", "momentum/learning_rate": 0.1}
-    assert suggestion_values(ranges, ["adam"], ("constant",)) is None
+    assert suggestion_values(ranges, ["momentum"], ("cosine_decay",)) == [
+        {"optimizer": "momentum", "momentum/learning_rate": 0.1}]
+    assert suggestion_values(ranges, ["adam"], ("constant",)) == []
 
 
 @pytest.mark.parametrize("suggestion_first", [True, False])
@@ -257,6 +261,69 @@ def test_first_trial_trains_the_suggested_rate(data, tmp_path, monkeypatch, sugg
         assert first["adam/learning_rate"] != 3e-3 and first["tuner/epochs"] == 1
     assert len(epochs) == plan_cost(result.plan) == 9 and result.epochs_used == 11
     assert len(trials) == 5 and all(t.status == "COMPLETED" for t in trials)
+
+
+@pytest.mark.parametrize("budget, expected", [(12, 2), (9, 1)])
+def test_first_trials_train_each_familys_suggestion_as_the_budget_allows(data, tmp_path, monkeypatch,
+                                                                         budget, expected):
+    x, y, x_val, y_val = data
+    suggested = FinderRanges({"adam": (3e-4, 3e-2), "momentum": (5e-3, 0.5)}, {"adam": 3e-3, "momentum": 0.05},
+                             {"adam": FINDER_STEPS, "momentum": FINDER_STEPS}, 10.0)
+    monkeypatch.setattr(autotune_module, "finder_ranges", lambda *a, **k: suggested)
+    epochs = []
+    keras.utils.set_random_seed(0)
+    result = autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=budget, max_epochs=3,
+                      optimizers=("momentum", "adam"), finder_steps=FINDER_STEPS, batch_size=50, seed=0,
+                      verbose=0, directory=tmp_path, callbacks=[EpochCounter(epochs)])
+    # The sweeps took 4 epochs; each suggestion a run of 3, in the order of `optimizers`, as
+    # many as the rest holds (12: both; 9: one, and nothing else fits).
+    assert result.plan == [[(expected, 3)]]
+    trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    assert [(t.hyperparameters.values["optimizer"], t.hyperparameters.values["tuner/epochs"]) for t in trials] == [
+        ("momentum", 3), ("adam", 3)][:expected]
+    assert [t.hyperparameters.values[f"{n}/learning_rate"] for t, n in zip(trials, ("momentum", "adam"))] == [
+        0.05, 3e-3][:expected]
+    assert len(epochs) == 3 * expected and result.epochs_used == 4 + 3 * expected
+
+
+def test_refinement_is_a_grid_around_the_best_rate_nearest_first():
+    assert [refine_factor(i) for i in range(4)] == pytest.approx([1.3, 1 / 1.3, 1.3**2, 1.3**-2])
+    hp = kt.HyperParameters()
+    hp.Float("adam/learning_rate", 1e-4, 1e-2, sampling="log")
+    values = {"optimizer": "adam", "adam/learning_rate": 2e-3, "momentum/learning_rate": 0.1,
+              "schedule": "constant", "tuner/epochs": 3, "tuner/trial_id": "0001"}
+    # Only the chosen optimizer's rate moves; KerasTuner's bookkeeping is left out.
+    assert refine_values(values, 2.0, hp.space) == {"optimizer": "adam", "adam/learning_rate": 4e-3,
+                                                    "momentum/learning_rate": 0.1, "schedule": "constant"}
+    # Kept inside the rate's range, where the space is given.
+    assert refine_values(values, 10.0, hp.space)["adam/learning_rate"] == 1e-2
+    assert refine_values(values, 10.0)["adam/learning_rate"] == pytest.approx(2e-2)
+    with pytest.raises(ValueError, match="last bracket must be one rung"):
+        BudgetHyperbandOracle(objective="val_loss", plan=[[(1, 3)], [(3, 1), (1, 3)]], refine=True)
+
+
+def test_the_last_runs_refine_the_best_rate_of_the_brackets(data, tmp_path, monkeypatch):
+    x, y, x_val, y_val = data
+    suggested = FinderRanges({"adam": (3e-4, 3e-2)}, {"adam": 3e-3}, {"adam": FINDER_STEPS}, 10.0)
+    monkeypatch.setattr(autotune_module, "finder_ranges", lambda *a, **k: suggested)
+    epochs = []
+    keras.utils.set_random_seed(0)
+    result = autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=24, max_epochs=3,
+                      optimizers=("adam",), finder_steps=FINDER_STEPS, batch_size=50, seed=0, verbose=0,
+                      directory=tmp_path, callbacks=[EpochCounter(epochs)])
+    # 24 epochs less the range test's 2: the suggestion's run (3), then a third of the 19 left
+    # in whole runs for the refinement (2 runs), the brackets in the other 13.
+    assert result.plan == [[(1, 3)], [(3, 1), (1, 3)], [(2, 3)], [(2, 3)]]
+    assert plan_brackets(19, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)]]  # refine=False
+    assert len(epochs) == plan_cost(result.plan) == 21
+    trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    before, refined = trials[:-2], trials[-2:]
+    best = min((t for t in before if t.hyperparameters.values["tuner/epochs"] == 3), key=lambda t: t.score)
+    for i, trial in enumerate(refined):
+        values = trial.hyperparameters.values
+        expected = refine_values(best.hyperparameters.values, refine_factor(i))
+        assert {k: v for k, v in values.items() if not k.startswith("tuner/")} == pytest.approx(expected)
+        assert values["tuner/epochs"] == 3
 
 
 @pytest.mark.parametrize(
@@ -307,6 +374,7 @@ def test_centred_range():
         ({"wrappers": ("nosuch",)}, "Unknown wrapper"),
         ({"range_test": "no"}, "range_test"),
         ({"suggestion_first": 1}, "suggestion_first"),
+        ({"refine": "yes"}, "refine"),
     ],
 )
 def test_bad_input_is_refused_before_training(data, tmp_path, kwargs, message):
@@ -353,3 +421,20 @@ def test_autotune_command(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "search" / "trials.png").exists()
     assert tfoptim.cli.main(argv) == 0
     assert "resuming" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, refine", [([], None), (["--no-refine"], False)])
+def test_autotune_command_passes_no_refine(tmp_path, monkeypatch, argv, refine):
+    import tfoptim.tuning
+
+    monkeypatch.setattr(tfoptim.cli, "COMMANDS", {"autotune": tfoptim.cli.COMMANDS["autotune"]})
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop before training")
+
+    monkeypatch.setattr(tfoptim.tuning, "autotune", stop)
+    with pytest.raises(SystemExit, match="stop before training"):
+        tfoptim.cli.main(["autotune", *argv, "--output", str(tmp_path)])
+    assert seen.get("refine") is refine

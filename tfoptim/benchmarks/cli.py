@@ -46,8 +46,11 @@ def add_arguments(parser):
     search.add_argument("--methods", nargs="+", default=None,
                         help="subset of default, grid, sample_optimizer, autotune, and the ablations "
                         "(only when named) autotune_fixed_ranges (autotune without its range tests) "
-                        "sample_optimizer_all_arguments (random search tuning every argument) and "
-                        "autotune_full_length (autotune without successive halving) "
+                        "sample_optimizer_all_arguments (random search tuning every argument), "
+                        "autotune_full_length (autotune without successive halving), "
+                        "autotune_random_first (without the suggestions first), default_repeated "
+                        "(Adam(1e-3) run 9 times), autotune_with_momentum (SGD with momentum "
+                        "searched too) and autotune_no_refine (without the refinement) "
                         "(default: the first four)")
     search.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
     search.add_argument("--epochs", type=int, default=10,

@@ -56,13 +56,13 @@ METHODS = ("default", "grid", "sample_optimizer", "autotune")
 #: (``suggestion_first=False``), to measure what starting from the range test's suggestion buys;
 #: and ``Adam(1e-3)`` trained as many times as the grid has points, to measure how far runs of
 #: one configuration fall apart (its trials' scores), and what the best of several runs of it
-#: reaches with no search at all; and ``autotune`` choosing among Adam and AdamW only, to
-#: measure what searching SGD with momentum too costs or buys.
+#: reaches with no search at all; and ``autotune`` choosing among SGD with momentum too
+#: (``sample_optimizer``'s default families), to measure what leaving it out costs or buys; and
+#: ``autotune`` without its refinement (``refine=False``: random draws in its place), to
+#: measure what the refinement buys.
 ABLATIONS = ("autotune_fixed_ranges", "sample_optimizer_all_arguments", "autotune_full_length",
-             "autotune_random_first", "default_repeated", "autotune_adam_family")
+             "autotune_random_first", "default_repeated", "autotune_with_momentum", "autotune_no_refine")
 GRID_SIZE = 9
-#: The optimizers ``autotune_adam_family`` searches (``autotune``'s default adds SGD with momentum).
-ADAM_FAMILY = ("adam", "adamw")
 #: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
 #: Training steps that make an epoch of ``gpt``: with ``--epochs 3`` a full-length trial trains
@@ -397,7 +397,9 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
                 callbacks=[_counter(totals)], verbose=0, range_test=method != "autotune_fixed_ranges",
                 min_epochs=epochs if method == "autotune_full_length" else 1,
                 suggestion_first=method != "autotune_random_first",
-                optimizers=ADAM_FAMILY if method == "autotune_adam_family" else space.DEFAULT_OPTIMIZERS,
+                refine=method != "autotune_no_refine",
+                optimizers=(space.DEFAULT_OPTIMIZERS if method == "autotune_with_momentum"
+                            else tfoptim.tuning.AUTOTUNE_OPTIMIZERS),
             )
             tuner, finder_epochs = result.tuner, result.finder_epochs
             suggestions = result.ranges.suggestions
@@ -508,7 +510,8 @@ LABELS = {
     "autotune_full_length": "autotune without successive halving (every trial full length)",
     "autotune_random_first": "autotune without the suggestion first (every trial drawn at random)",
     "default_repeated": f"Adam(1e-3) run {GRID_SIZE} times, the best run",
-    "autotune_adam_family": "autotune among Adam and AdamW only",
+    "autotune_with_momentum": "autotune among SGD with momentum too",
+    "autotune_no_refine": "autotune without the refinement (random draws instead)",
 }
 
 
@@ -584,11 +587,14 @@ def plot(results, path, caption=None):
     import matplotlib.pyplot as plt
 
     problems = list(dict.fromkeys(r["problem"] for r in results))
+    # Colours by position among the methods present, the same in every panel: by position
+    # among all the methods, the eleventh would take the first's.
+    shown = [m for m in METHODS + ABLATIONS if any(r["method"] == m for r in results)]
     fig, axes = plt.subplots(len(problems), 2, figsize=(11, 4.0 * len(problems)), squeeze=False)
     for (left, right), problem in zip(axes, problems):
         first = next(r for r in results if r["problem"] == problem)
         label = metric_label(first["metric"], first["goal"])
-        for i, method in enumerate(METHODS + ABLATIONS):
+        for i, method in enumerate(shown):
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             if not mine:
                 continue

@@ -14,7 +14,7 @@ learning-rate schedule, the batch size and epochs.
 See docs/tuning.md, also for distributed search and training.
 """
 
-from tfoptim.tuning.autotune import AutotuneResult, BudgetHyperbandOracle, autotune, plan_brackets
+from tfoptim.tuning.autotune import AUTOTUNE_OPTIMIZERS, AutotuneResult, BudgetHyperbandOracle, autotune, plan_brackets
 from tfoptim.tuning.finder import FinderRanges, finder_ranges
 from tfoptim.tuning.hypermodel import OptimizerHyperModel
 from tfoptim.tuning.report import Report, best_optimizer, report, trial_rows
@@ -49,6 +49,7 @@ __all__ = [
     "Prior",
     "Report",
     "WRAPPERS",
+    "AUTOTUNE_OPTIMIZERS",
     "autotune",
     "best_optimizer",
     "canonical_names",

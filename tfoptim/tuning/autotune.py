@@ -7,13 +7,17 @@ under KerasTuner's distributed mode (chief and workers) unchanged:
    Adam's) centres each family's learning-rate range on the model and the data. Its sweeps
    count against the budget (their steps, in epochs of the training data), and with a budget
    in epochs take at most :data:`FINDER_SHARE` of it.
-2. The first trial trains the first optimizer at the rate its range test suggested, at a
-   constant rate, for ``max_epochs`` (:func:`suggestion_values`): the choice the range test
-   alone would make, so the search never returns a configuration that validated worse.
+2. The first trials train each optimizer family at the rate its range test suggested, at a
+   constant rate, for ``max_epochs`` (:func:`suggestion_values`): the choices the range tests
+   alone would make, so the search never returns a configuration that validated worse than
+   them.
 3. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
    the budget (:func:`plan_brackets`): many configurations for a few epochs, the best third
    of them for three times as many, up to ``max_epochs``.
-4. :class:`BudgetHyperbandOracle` (KerasTuner's ``HyperbandOracle`` on that plan) hands out
+4. The last full-length runs (a third of what the suggestions leave) refine the brackets' best
+   configuration: its learning rate times 1.3, 1 / 1.3, 1.3 ** 2, ... (:func:`refine_factor`),
+   so that the best region gets more runs where one run's result is noisy.
+5. :class:`BudgetHyperbandOracle` (KerasTuner's ``HyperbandOracle`` on that plan) hands out
    the trials; its state, with the plan, lives in ``directory/project_name``.
 
 Deliberate difference from KerasTuner's ``Hyperband``: a promoted configuration trains again
@@ -39,6 +43,13 @@ from tfoptim.tuning.finder import FinderRanges, _call_build, compile_config, fin
 
 _STATE_FILE = "autotune.json"
 
+#: The families ``autotune`` chooses from by default: Adam and AdamW, one range test between
+#: them. With SGD with momentum in the list too, it won 7 of the 78 searches of ``tfoptim bench
+#: search`` (Adam or AdamW the other 71), and its draws are draws the Adam family does not get
+#: (``--methods autotune_with_momentum`` measures the difference); pass ``optimizers=`` to
+#: search others.
+AUTOTUNE_OPTIMIZERS = ("adam", "adamw")
+
 #: The most of ``budget_epochs`` the range tests may take. Where an epoch is a few dozen steps
 #: a 60-step sweep per family is several epochs: three sweeps took 7 and 11 of 27 epochs on
 #: the realistic workloads' sweep size, leaving the brackets too little.
@@ -58,18 +69,19 @@ def finder_steps_within(finder_steps, tests, budget_epochs, steps_per_epoch):
 
 
 def suggestion_values(ranges, optimizers, schedules):
-    """``{hyperparameter: value}`` of the configuration the range tests alone point to: the
-    first of ``optimizers`` whose sweep suggested a rate, at that rate, with a constant rate
-    where ``schedules`` offers one (a decay ends lower than the rate the sweep found);
-    ``None`` when no sweep suggested a rate."""
+    """The configurations the range tests alone point to, one ``{hyperparameter: value}`` per
+    family of ``optimizers`` whose sweep suggested a rate, in their order: that family at that
+    rate, with a constant rate where ``schedules`` offers one (a decay ends lower than the rate
+    the sweep found). Empty when no sweep suggested a rate."""
+    configurations = []
     for name in optimizers:
         rate = ranges.suggestions.get(name, math.nan)
         if math.isfinite(rate) and rate > 0:
             values = {"optimizer": name, f"{name}/learning_rate": rate}
             if len(schedules) > 1 and "constant" in schedules:
                 values[sampler._SCHEDULE] = "constant"
-            return values
-    return None
+            configurations.append(values)
+    return configurations
 
 
 def plan_brackets(budget_epochs, max_epochs, factor=3, min_epochs=1):
@@ -122,6 +134,34 @@ def hyperband_brackets(max_epochs, factor=3, min_epochs=1):
     return shapes
 
 
+#: The refinement's step: its ``i``-th configuration is the best so far with its learning rate
+#: times ``REFINE_STEP ** k``, ``k`` = 1, -1, 2, -2, ... (:func:`refine_factor`).
+REFINE_STEP = 1.3
+
+
+def refine_factor(i):
+    """The ``i``-th refinement's multiplier of the best learning rate: :data:`REFINE_STEP` to
+    the power 1, -1, 2, -2, ...: a grid around it, nearest first."""
+    power = i // 2 + 1
+    return REFINE_STEP ** (power if i % 2 == 0 else -power)
+
+
+def refine_values(values, factor, space=None):
+    """``values`` (a trial's hyperparameters, ``tuner/`` entries left out) with the chosen
+    optimizer's learning rate times ``factor``, kept inside that hyperparameter's range where
+    ``space`` (a list of KerasTuner hyperparameters) declares it."""
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    bounds = {hp.name: hp for hp in space or ()}
+    suffix = f"{values.get('optimizer')}/learning_rate"
+    for name in [k for k in values if k.endswith(suffix)]:
+        rate = values[name] * factor
+        hp = bounds.get(name)
+        if hp is not None and getattr(hp, "min_value", None) is not None:
+            rate = min(max(rate, hp.min_value), hp.max_value)
+        values[name] = rate
+    return values
+
+
 #: Hyperband iterations laid out for a wall-clock budget, whose deadline ends the search first.
 _SECONDS_ITERATIONS = 50
 
@@ -139,19 +179,28 @@ class BudgetHyperbandOracle(keras_tuner.oracles.HyperbandOracle):
 
     Args:
         plan: brackets of ``(configurations, epochs)`` rungs, run in order.
-        first_values: ``{name: value}`` for the search's first configuration, every other
-            hyperparameter at its default (``None``: the first is random, as the rest).
+        first_values: a list of ``{name: value}``, one for each of the search's first
+            configurations, every other hyperparameter at its default (empty: every
+            configuration is random).
+        refine: the last bracket's configurations (it must be one rung of full-length runs)
+            are the best full-length configuration of the brackets before it, with its
+            learning rate times :func:`refine_factor` (:func:`refine_values`), instead of
+            random ones.
         other arguments: as for ``keras_tuner.oracles.HyperbandOracle``.
     """
 
-    def __init__(self, objective=None, plan=None, deadline=None, first_values=None, seed=None, **kwargs):
+    def __init__(self, objective=None, plan=None, deadline=None, first_values=None, refine=False, seed=None,
+                 **kwargs):
         plan = [[tuple(rung) for rung in bracket] for bracket in plan or ()]
         if not plan or not all(plan):
             raise ValueError(f"`plan` must hold brackets of (configurations, epochs). Received: {plan!r}")
         # Set before HyperbandOracle's constructor, which opens the first bracket.
         self._plan = plan
         self._deadline = deadline
-        self._first_values = dict(first_values) if first_values else None
+        self._first_values = [dict(values) for values in first_values or ()]
+        self._refine = bool(refine)
+        if self._refine and len(plan[-1]) != 1:
+            raise ValueError(f"With `refine`, the plan's last bracket must be one rung. Received: {plan[-1]!r}")
         max_epochs = max(e for bracket in plan for _, e in bracket)
         super().__init__(objective=objective, max_epochs=max_epochs, hyperband_iterations=1,
                          seed=seed, **kwargs)
@@ -177,16 +226,39 @@ class BudgetHyperbandOracle(keras_tuner.oracles.HyperbandOracle):
         return len(self._plan)
 
     def _random_values(self):
-        if self._first_values is None or self.trials:
+        # KerasTuner's create_trial populates a trial before adding it to `trials`: their count
+        # is this configuration's index.
+        if len(self.trials) >= len(self._first_values):
             return super()._random_values()
+        first = self._first_values[len(self.trials)]
         # The space in declaration order, so a conditional hyperparameter is reached after
         # the choice it depends on has its value.
         values = keras_tuner.HyperParameters()
         for hp in self.hyperparameters.space:
             values.merge([hp])
             if values.is_active(hp):
-                values.values[hp.name] = self._first_values.get(hp.name, hp.default)
+                values.values[hp.name] = first.get(hp.name, hp.default)
         return values.values
+
+    def _random_trial(self, trial_id, bracket):
+        # HyperbandOracle numbers brackets down: 0 is the plan's last.
+        if not (self._refine and bracket["bracket_num"] == 0):
+            return super()._random_trial(trial_id, bracket)
+        epochs = self._get_epochs(0, 0)
+        # The best full-length configuration before the refinement (never a refined one, so
+        # that the refinement is a small grid around one configuration and repeats no rate).
+        done = [t for t in self.trials.values() if t.status == "COMPLETED" and t.score is not None
+                and t.hyperparameters.values.get("tuner/epochs") == epochs
+                and t.hyperparameters.values.get("tuner/bracket") != 0]
+        if not done:
+            return super()._random_trial(trial_id, bracket)
+        best = sorted(done, key=lambda t: t.score, reverse=self.objective.direction == "max")[0]
+        values = refine_values(best.hyperparameters.values, refine_factor(len(bracket["rounds"][0])),
+                               self.hyperparameters.space)
+        values.update({"tuner/epochs": epochs, "tuner/initial_epoch": 0,
+                       "tuner/bracket": self._current_bracket, "tuner/round": 0})
+        bracket["rounds"][0].append({"past_id": None, "id": trial_id})
+        return {"status": "RUNNING", "values": values}
 
     def populate_space(self, trial_id):
         if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -194,11 +266,12 @@ class BudgetHyperbandOracle(keras_tuner.oracles.HyperbandOracle):
         return super().populate_space(trial_id)
 
     def get_state(self):
-        return {**super().get_state(), "plan": self.plan}
+        return {**super().get_state(), "plan": self.plan, "refine": self._refine}
 
     def set_state(self, state):
         super().set_state(state)
         self._plan = [[tuple(rung) for rung in bracket] for bracket in state["plan"]]
+        self._refine = state.get("refine", False)
 
 
 class _Tuner(keras_tuner.Tuner):
@@ -387,7 +460,7 @@ def autotune(
     budget_seconds=None,
     max_epochs=None,
     objective="val_loss",
-    optimizers=space.DEFAULT_OPTIMIZERS,
+    optimizers=AUTOTUNE_OPTIMIZERS,
     schedules=sampler.DEFAULT_SCHEDULES,
     wrappers=None,
     batch_size=32,
@@ -399,6 +472,7 @@ def autotune(
     width=10.0,
     range_test=True,
     suggestion_first=True,
+    refine=True,
     directory=None,
     project_name="autotune",
     overwrite=False,
@@ -410,7 +484,7 @@ def autotune(
     """Chooses the optimizer, its learning rate and its schedule within a budget.
 
     A learning-rate range test per optimizer family centres that family's range on the model
-    and data (:func:`finder_ranges`); the first trial trains the rate the first family's test
+    and data (:func:`finder_ranges`); the first trials train each family at the rate its test
     suggested; then successive-halving brackets sized to the rest of the
     budget (:func:`plan_brackets`) search optimizers, rates and schedules on KerasTuner's
     oracle, every configuration trained from scratch for its rung's epochs so that its
@@ -442,7 +516,8 @@ def autotune(
             full-length runs as a 9-point grid's fit, plus the shorter ones.
         objective: a name ``fit`` logs (``"val_loss"``, ``"val_accuracy"``, ...) or a
             ``keras_tuner.Objective``.
-        optimizers: names as in :func:`sample_optimizer`.
+        optimizers: names as in :func:`sample_optimizer` (default:
+            :data:`AUTOTUNE_OPTIMIZERS`, Adam and AdamW).
         schedules: schedule names as in :func:`sample_optimizer`.
         wrappers: wrapper names as in :func:`sample_optimizer` (``["none", "sam"]``: the
             search decides whether SAM helps); the range tests run without them.
@@ -462,12 +537,18 @@ def autotune(
             (:data:`FAMILY_LEARNING_RATES`, else three decades around its default), the whole
             budget going to the brackets: what the range tests buy, measured
             (``tfoptim bench search --methods autotune_fixed_ranges``).
-        suggestion_first: the first trial trains the first of ``optimizers`` at the rate its
-            range test suggested, constant, for ``max_epochs`` (:func:`suggestion_values`), and
-            the brackets share what is left: where a narrow optimum sits at the suggestion,
-            random draws over the range may all miss it. False: every configuration is drawn
+        suggestion_first: the first trials train each of ``optimizers`` at the rate its
+            range test suggested, constant, for ``max_epochs`` (:func:`suggestion_values`; as
+            many as the budget holds, in the order of ``optimizers``), and the brackets share
+            what is left: where a narrow optimum sits at the suggestion, random draws over the
+            range may all miss it. False: every configuration is drawn
             at random (``tfoptim bench search --methods autotune_random_first``). Without
             range tests there is no suggestion, and no such trial.
+        refine: with ``budget_epochs``, a third of what the suggestions leave, in whole runs
+            of ``max_epochs``, goes last to the brackets' best full-length configuration at
+            its learning rate times 1.3, 1 / 1.3, 1.3 ** 2, ... (:func:`refine_factor`), the
+            rest of it unchanged. False: random draws instead (``tfoptim bench search
+            --methods autotune_no_refine``). A budget in seconds has no refinement.
         directory, project_name, overwrite, seed: as for KerasTuner's tuners
             (``directory=None``: the working directory).
         callbacks: passed to every trial's ``fit``.
@@ -525,6 +606,8 @@ def autotune(
         raise ValueError(f"`range_test` must be True or False. Received: range_test={range_test!r}")
     if not isinstance(suggestion_first, bool):
         raise ValueError(f"`suggestion_first` must be True or False. Received: suggestion_first={suggestion_first!r}")
+    if not isinstance(refine, bool):
+        raise ValueError(f"`refine` must be True or False. Received: refine={refine!r}")
     optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
     schedules = (schedules,) if isinstance(schedules, str) else tuple(schedules)
     # Validates the names (and the finder's arguments below) before any training.
@@ -560,6 +643,7 @@ def autotune(
         # Only where they differ from the defaults, so searches saved before they existed resume.
         **({"range_test": False} if not range_test else {}),
         **({"suggestion_first": False} if not suggestion_first else {}),
+        **({"refine": False} if not refine else {}),
         **({"min_epochs": min_epochs} if min_epochs != 1 else {}),
         **({"wrappers": wrappers} if wrappers else {}),
     }
@@ -594,11 +678,19 @@ def autotune(
         print(f"Learning-rate ranges {source}: " + ", ".join(
             f"{n} [{lo:.2g}, {hi:.2g}]" for n, (lo, hi) in ranges.items()), flush=True)
 
-    first_values = suggestion_values(ranges, optimizers, schedules) if suggestion_first else None
-    first = [[(1, max_epochs)]] if first_values else []
+    first_values = suggestion_values(ranges, optimizers, schedules) if suggestion_first else []
     if budget_epochs is not None:
-        left = math.floor(budget_epochs - finder_epochs + 1e-9) - plan_cost(first)
-        plan = first + plan_brackets(left, max_epochs, factor, min_epochs)
+        left = math.floor(budget_epochs - finder_epochs + 1e-9)
+        # As many of the suggestions as fit (one always does: the budget was checked above).
+        first_values = first_values[: left // max_epochs]
+    first = [[(len(first_values), max_epochs)]] if first_values else []
+    refined = 0
+    if budget_epochs is not None:
+        left -= plan_cost(first)
+        # A third of what is left after the suggestions, in whole full-length runs.
+        refined = math.floor(left / 3 / max_epochs) if refine else 0
+        plan = (first + plan_brackets(left - refined * max_epochs, max_epochs, factor, min_epochs)
+                + ([[(refined, max_epochs)]] if refined else []))
         deadline = None
     else:
         plan = first + hyperband_brackets(max_epochs, factor, min_epochs) * _SECONDS_ITERATIONS
@@ -609,7 +701,7 @@ def autotune(
         schedules=schedules, wrappers=wrappers, batch_sizes=None, loss=loss, metrics=metrics,
     )
     oracle = BudgetHyperbandOracle(objective=objective, plan=plan, deadline=deadline,
-                                   first_values=first_values, seed=seed)
+                                   first_values=first_values, refine=refined > 0, seed=seed)
     tuner = _Tuner(
         oracle=oracle, hypermodel=hypermodel, directory=directory, project_name=project_name,
         overwrite=False,
@@ -619,9 +711,9 @@ def autotune(
     if verbose:
         done = sum(t.status == "COMPLETED" for t in getattr(tuner.oracle, "trials", {}).values())
         budget = f"{budget_epochs} epochs" if budget_epochs else f"{budget_seconds:g} s"
-        name = first_values and first_values["optimizer"]
-        first_note = (f" (the first: {name} at the suggested rate, "
-                      f"{first_values[f'{name}/learning_rate']:.3g})" if first_values else "")
+        first_note = ", ".join(f"{v['optimizer']} at {v[v['optimizer'] + '/learning_rate']:.3g}"
+                               for v in first_values)
+        first_note = f" (first the suggested rates: {first_note})" if first_note else ""
         print(f"Successive halving within {budget}: {len(oracle.plan)} brackets{first_note}, "
               f"{plan_cost(oracle.plan)} epochs planned, runs of up to {max_epochs} epochs"
               + (f"; resuming, {done} trials done" if done else ""), flush=True)

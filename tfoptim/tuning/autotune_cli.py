@@ -29,12 +29,15 @@ def add_arguments(parser):
                         help="val_loss, loss, or the problem's metric with or without val_: "
                         "accuracy, or bits_per_byte for gpt (default: %(default)s)")
     parser.add_argument("--optimizers", nargs="+", default=None, metavar="NAME",
-                        help="optimizers to choose from (default: adam adamw momentum)")
+                        help="optimizers to choose from (default: adam adamw)")
     parser.add_argument("--schedules", nargs="+", default=None, metavar="NAME",
                         help="schedules to choose from (default: constant cosine_decay)")
     parser.add_argument("--wrappers", nargs="+", default=None, metavar="NAME",
                         help="wrappers to choose from around the optimizer, 'none' for none "
                         "(e.g. none sam lookahead; default: no wrapper)")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="draw the last full-length runs at random instead of around the best "
+                        "configuration's learning rate")
     parser.add_argument("--output", default="tfoptim-autotune", metavar="DIR",
                         help="folder for the search and its report (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh")
@@ -67,6 +70,8 @@ def run(args):
         extra["schedules"] = args.schedules
     if args.wrappers:
         extra["wrappers"] = args.wrappers
+    if args.no_refine:
+        extra["refine"] = False
     print(f"Autotuning the optimizer of {args.problem}: {problem.description}.", flush=True)
     try:
         result = tuning.autotune(
