@@ -114,7 +114,6 @@ def test_repeated_default_is_one_configuration_as_many_times_as_the_grid_has_poi
 ])
 def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, changed):
     import tfoptim.tuning
-    from tfoptim.tuning import space
 
     seen = {}
 
