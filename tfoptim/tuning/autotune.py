@@ -44,10 +44,9 @@ from tfoptim.tuning.finder import FinderRanges, _call_build, compile_config, fin
 _STATE_FILE = "autotune.json"
 
 #: The families ``autotune`` chooses from by default: Adam and AdamW, one range test between
-#: them. With SGD with momentum in the list too, it won 7 of the 78 searches of ``tfoptim bench
-#: search`` (Adam or AdamW the other 71), and its draws are draws the Adam family does not get
-#: (``--methods autotune_with_momentum`` measures the difference); pass ``optimizers=`` to
-#: search others.
+#: them. SGD with momentum in the list too rarely wins a search, and its draws are draws the
+#: Adam family does not get (``tfoptim bench search --methods autotune_with_momentum`` measures
+#: the difference; docs/tuning.md has the figures); pass ``optimizers=`` to search others.
 AUTOTUNE_OPTIMIZERS = ("adam", "adamw")
 
 #: The most of ``budget_epochs`` the range tests may take. Where an epoch is a few dozen steps
