@@ -68,7 +68,7 @@ def test_unknown_problem_or_method():
     with pytest.raises(ValueError, match="Unknown method"):
         search.run_search_benchmark(methods=("random",), progress=False)
     # Every method the benchmark runs has its label in the table and the plot.
-    assert set(search.LABELS) == {*search.METHODS, *search.ABLATIONS}
+    assert set(search.LABELS) == set(search.SHORT_LABELS) == {*search.METHODS, *search.ABLATIONS}
 
 
 @pytest.mark.parametrize("method, tunes_moments", [("sample_optimizer", False),
@@ -111,6 +111,7 @@ def test_repeated_default_is_one_configuration_as_many_times_as_the_grid_has_poi
     ("autotune_random_first", {"suggestion_first": False}),
     ("autotune_with_momentum", {"optimizers": ("adam", "adamw", "momentum")}),
     ("autotune_no_refine", {"refine": False}),
+    ("autotune_constant_suggestions", {"decay_peak": None}),
 ])
 def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, changed):
     import tfoptim.tuning
@@ -125,25 +126,36 @@ def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, change
     with pytest.raises(RuntimeError, match="stop before training"):
         search.run_method(method, 0, problem="digits_mlp", epochs=2)
     defaults = {"range_test": True, "min_epochs": 1, "suggestion_first": True, "refine": True,
-                "optimizers": tfoptim.tuning.AUTOTUNE_OPTIMIZERS}
+                "decay_peak": tfoptim.tuning.DECAY_PEAK, "optimizers": tfoptim.tuning.AUTOTUNE_OPTIMIZERS}
     assert {k: seen[k] for k in defaults} == {**defaults, **changed}
     assert seen["budget_epochs"] == search.GRID_SIZE * 2 and seen["max_epochs"] == 2
 
 
-def test_plot_gives_every_method_shown_its_own_colour(tmp_path, monkeypatch):
+def test_plot_draws_the_four_methods_and_ranks_every_one(tmp_path, monkeypatch):
     import matplotlib.axes
 
-    colours = {}
-    step = matplotlib.axes.Axes.step
+    colours, ticks = {}, []
+    step, set_yticks = matplotlib.axes.Axes.step, matplotlib.axes.Axes.set_yticks
 
     def recording_step(self, *args, label=None, color=None, **kwargs):
         colours[label.rsplit(" (", 1)[0]] = color  # less " (N seeds)"
         return step(self, *args, label=label, color=color, **kwargs)
 
+    def recording_set_yticks(self, positions, labels=None, **kwargs):
+        ticks.append([label.rsplit(" (", 1)[0] for label in labels])
+        return set_yticks(self, positions, labels, **kwargs)
+
     monkeypatch.setattr(matplotlib.axes.Axes, "step", recording_step)
-    # The first and the last of all the methods: by position among them both would be C0.
-    methods = [search.METHODS[0], search.ABLATIONS[-1]]
-    results = [result("digits_mlp", m, 0, 0.9, 0.9, 3.0) for m in methods]
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_yticks", recording_set_yticks)
+    results = [result("gpt", "grid", 0, 4.1, 4.0, 27, "bits_per_byte", "min"),
+               result("gpt", "autotune", 0, 4.2, 4.1, 26, "bits_per_byte", "min"),
+               result("gpt", "autotune", 1, 4.02, 4.1, 26, "bits_per_byte", "min"),
+               result("gpt", "autotune_no_refine", 0, 4.05, 4.1, 26, "bits_per_byte", "min"),
+               result("gpt", "default", 0, 4.3, 4.2, 3, "bits_per_byte", "min")]
     search.plot(results, tmp_path / "search.png")
-    assert set(colours) == {search.LABELS[m] for m in methods}
-    assert len(set(colours.values())) == len(methods)
+    # Curves for the methods only, each its own colour; the ablation only in the ranking.
+    assert colours == {search.LABELS["default"]: "C0", search.LABELS["grid"]: "C1",
+                       search.LABELS["autotune"]: "C3"}
+    # Ranked by the mean best validation figure (autotune's is 4.11), the smallest first where
+    # lower is better.
+    assert ticks == [[search.SHORT_LABELS[m] for m in ("autotune_no_refine", "grid", "autotune", "default")]]

@@ -217,18 +217,27 @@ def test_finder_range_contains_its_suggestion(data):
 
 
 def test_suggestion_values():
-    ranges = FinderRanges({"adam": (1e-5, 1e-2), "momentum": (0.01, 1.0), "adamw": (1e-5, 1e-2)},
+    ranges = FinderRanges({"adam": (1e-5, 1e-2), "momentum": (0.01, 1.0), "adamw": (2e-4, 5e-3)},
                           {"adam": math.nan, "momentum": 0.1, "adamw": 2e-3}, {"adam": 8, "momentum": 8, "adamw": 0},
                           10.0)
-    # One configuration per family whose sweep suggested a rate (Adam's did not), in the
-    # order given, each at a constant rate.
-    assert suggestion_values(ranges, ["adamw", "adam", "momentum"], ("cosine_decay", "constant")) == [
+    # The first family whose sweep suggested a rate (Adam's did not) at a constant rate, then
+    # decaying from four times it (8e-3, capped at its range's top) to a thousandth of that,
+    # then each other family at a constant rate, in the order given.
+    assert suggestion_values(ranges, ["adam", "adamw", "momentum"], ("cosine", "constant")) == [
+        {"optimizer": "adamw", "adamw/learning_rate": 2e-3, "schedule": "constant"},
+        {"optimizer": "adamw", "adamw/learning_rate": 5e-3, "schedule": "cosine_decay",
+         "schedule/cosine_decay/alpha": 1e-3},
+        {"optimizer": "momentum", "momentum/learning_rate": 0.1, "schedule": "constant"}]
+    assert suggestion_values(ranges, ["momentum"], ("constant", "cosine_decay"))[1][
+        "momentum/learning_rate"] == pytest.approx(0.4)
+    # No cosine decay to choose: the constant rates only; one schedule: no schedule to choose.
+    assert suggestion_values(ranges, ["adamw", "momentum"], ("constant", "linear")) == [
         {"optimizer": "adamw", "adamw/learning_rate": 2e-3, "schedule": "constant"},
         {"optimizer": "momentum", "momentum/learning_rate": 0.1, "schedule": "constant"}]
-    # One schedule: no schedule to choose; no suggestion at all: no such configuration.
     assert suggestion_values(ranges, ["momentum"], ("cosine_decay",)) == [
         {"optimizer": "momentum", "momentum/learning_rate": 0.1}]
-    assert suggestion_values(ranges, ["adam"], ("constant",)) == []
+    # No suggestion at all: no such configuration.
+    assert suggestion_values(ranges, ["adam"], ("constant", "cosine_decay")) == []
 
 
 @pytest.mark.parametrize("suggestion_first", [True, False])
@@ -250,20 +259,26 @@ def test_first_trial_trains_the_suggested_rate(data, tmp_path, monkeypatch, sugg
                       callbacks=[EpochCounter(epochs)], suggestion_first=suggestion_first)
     trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
     first = trials[0].hyperparameters.values
-    # 12 epochs less the range test's 2: the suggested rate trained for the whole run, then
-    # what fits of the rest; drawn at random, a bracket and a full-length run fit.
+    # 12 epochs less the range test's 2: the suggested rate trained for the whole run, constant
+    # and decaying from four times it, then a full-length run with what is left; drawn at
+    # random, a bracket and a full-length run fit.
     if suggestion_first:
-        assert result.plan == [[(1, 3)], [(3, 1), (1, 3)]]
+        assert result.plan == [[(2, 3)], [(1, 3)]]
         assert first["adam/learning_rate"] == 3e-3 and first["schedule"] == "constant"
         assert first["units"] == 8 and first["tuner/epochs"] == 3  # the rest at its defaults
+        second = trials[1].hyperparameters.values
+        assert second["adam/learning_rate"] == pytest.approx(1.2e-2) and second["schedule"] == "cosine_decay"
+        assert second["tuner/epochs"] == 3
+        assert len(trials) == 3
     else:
         assert result.plan == [[(3, 1), (1, 3)], [(1, 3)]]
         assert first["adam/learning_rate"] != 3e-3 and first["tuner/epochs"] == 1
+        assert len(trials) == 5
     assert len(epochs) == plan_cost(result.plan) == 9 and result.epochs_used == 11
-    assert len(trials) == 5 and all(t.status == "COMPLETED" for t in trials)
+    assert all(t.status == "COMPLETED" for t in trials)
 
 
-@pytest.mark.parametrize("budget, expected", [(12, 2), (9, 1)])
+@pytest.mark.parametrize("budget, expected", [(15, 3), (12, 2), (9, 1)])
 def test_first_trials_train_each_familys_suggestion_as_the_budget_allows(data, tmp_path, monkeypatch,
                                                                          budget, expected):
     x, y, x_val, y_val = data
@@ -275,14 +290,15 @@ def test_first_trials_train_each_familys_suggestion_as_the_budget_allows(data, t
     result = autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=budget, max_epochs=3,
                       optimizers=("momentum", "adam"), finder_steps=FINDER_STEPS, batch_size=50, seed=0,
                       verbose=0, directory=tmp_path, callbacks=[EpochCounter(epochs)])
-    # The sweeps took 4 epochs; each suggestion a run of 3, in the order of `optimizers`, as
-    # many as the rest holds (12: both; 9: one, and nothing else fits).
+    # The sweeps took 4 epochs; each suggestion a run of 3, the first family's constant and
+    # decaying, then the next family's, as many as the rest holds (15: all three; 12: two;
+    # 9: one, and nothing else fits).
     assert result.plan == [[(expected, 3)]]
     trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
-    assert [(t.hyperparameters.values["optimizer"], t.hyperparameters.values["tuner/epochs"]) for t in trials] == [
-        ("momentum", 3), ("adam", 3)][:expected]
-    assert [t.hyperparameters.values[f"{n}/learning_rate"] for t, n in zip(trials, ("momentum", "adam"))] == [
-        0.05, 3e-3][:expected]
+    values = [t.hyperparameters.values for t in trials]
+    assert [(v["optimizer"], v["schedule"], v["tuner/epochs"]) for v in values] == [
+        ("momentum", "constant", 3), ("momentum", "cosine_decay", 3), ("adam", "constant", 3)][:expected]
+    assert [v[f"{v['optimizer']}/learning_rate"] for v in values] == pytest.approx([0.05, 0.2, 3e-3][:expected])
     assert len(epochs) == 3 * expected and result.epochs_used == 4 + 3 * expected
 
 
@@ -308,14 +324,14 @@ def test_the_last_runs_refine_the_best_rate_of_the_brackets(data, tmp_path, monk
     monkeypatch.setattr(autotune_module, "finder_ranges", lambda *a, **k: suggested)
     epochs = []
     keras.utils.set_random_seed(0)
-    result = autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=24, max_epochs=3,
+    result = autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=33, max_epochs=3,
                       optimizers=("adam",), finder_steps=FINDER_STEPS, batch_size=50, seed=0, verbose=0,
                       directory=tmp_path, callbacks=[EpochCounter(epochs)])
-    # 24 epochs less the range test's 2: the suggestion's run (3), then a third of the 19 left
-    # in whole runs for the refinement (2 runs), the brackets in the other 13.
-    assert result.plan == [[(1, 3)], [(3, 1), (1, 3)], [(2, 3)], [(2, 3)]]
-    assert plan_brackets(19, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)]]  # refine=False
-    assert len(epochs) == plan_cost(result.plan) == 21
+    # 33 epochs less the range test's 2: the suggestion's two runs (6), then a third of the 25
+    # left in whole runs for the refinement (2 runs), the brackets in the other 19.
+    assert result.plan == [[(2, 3)], [(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)], [(2, 3)]]
+    assert plan_brackets(25, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)], [(2, 3)]]  # refine=False
+    assert len(epochs) == plan_cost(result.plan) == 30
     trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
     before, refined = trials[:-2], trials[-2:]
     best = min((t for t in before if t.hyperparameters.values["tuner/epochs"] == 3), key=lambda t: t.score)
@@ -377,6 +393,9 @@ def test_centred_range():
         ({"range_test": "no"}, "range_test"),
         ({"suggestion_first": 1}, "suggestion_first"),
         ({"refine": "yes"}, "refine"),
+        ({"decay_peak": 0}, "decay_peak"),
+        ({"decay_peak": "4"}, "decay_peak"),
+        ({"decay_peak": float("inf")}, "decay_peak"),
     ],
 )
 def test_bad_input_is_refused_before_training(data, tmp_path, kwargs, message):
@@ -425,8 +444,13 @@ def test_autotune_command(tmp_path, capsys, monkeypatch):
     assert "resuming" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, refine", [([], None), (["--no-refine"], False)])
-def test_autotune_command_passes_no_refine(tmp_path, monkeypatch, argv, refine):
+@pytest.mark.parametrize("argv, expected", [
+    ([], {}),
+    (["--no-refine"], {"refine": False}),
+    (["--decay-peak", "2.5"], {"decay_peak": 2.5}),
+    (["--decay-peak", "none"], {"decay_peak": None}),
+])
+def test_autotune_command_passes_its_switches(tmp_path, monkeypatch, argv, expected):
     import tfoptim.tuning
 
     monkeypatch.setattr(tfoptim.cli, "COMMANDS", {"autotune": tfoptim.cli.COMMANDS["autotune"]})
@@ -439,4 +463,4 @@ def test_autotune_command_passes_no_refine(tmp_path, monkeypatch, argv, refine):
     monkeypatch.setattr(tfoptim.tuning, "autotune", stop)
     with pytest.raises(SystemExit, match="stop before training"):
         tfoptim.cli.main(["autotune", *argv, "--output", str(tmp_path)])
-    assert seen.get("refine") is refine
+    assert {k: seen[k] for k in ("refine", "decay_peak") if k in seen} == expected

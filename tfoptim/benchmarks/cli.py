@@ -50,7 +50,8 @@ def add_arguments(parser):
                         "autotune_full_length (autotune without successive halving), "
                         "autotune_random_first (without the suggestions first), default_repeated "
                         "(Adam(1e-3) run 9 times), autotune_with_momentum (SGD with momentum "
-                        "searched too) and autotune_no_refine (without the refinement) "
+                        "searched too), autotune_no_refine (without the refinement) and "
+                        "autotune_constant_suggestions (without the decaying suggestion) "
                         "(default: the first four)")
     search.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
     search.add_argument("--epochs", type=int, default=10,

@@ -59,9 +59,11 @@ METHODS = ("default", "grid", "sample_optimizer", "autotune")
 #: reaches with no search at all; and ``autotune`` choosing among SGD with momentum too
 #: (``sample_optimizer``'s default families), to measure what leaving it out costs or buys; and
 #: ``autotune`` without its refinement (``refine=False``: random draws in its place), to
-#: measure what the refinement buys.
+#: measure what the refinement buys; and ``autotune`` with every suggestion at a constant rate
+#: (``decay_peak=None``: no decaying suggestion), to measure what the decaying one buys.
 ABLATIONS = ("autotune_fixed_ranges", "sample_optimizer_all_arguments", "autotune_full_length",
-             "autotune_random_first", "default_repeated", "autotune_with_momentum", "autotune_no_refine")
+             "autotune_random_first", "default_repeated", "autotune_with_momentum", "autotune_no_refine",
+             "autotune_constant_suggestions")
 GRID_SIZE = 9
 #: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
@@ -398,6 +400,7 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
                 min_epochs=epochs if method == "autotune_full_length" else 1,
                 suggestion_first=method != "autotune_random_first",
                 refine=method != "autotune_no_refine",
+                decay_peak=None if method == "autotune_constant_suggestions" else tfoptim.tuning.DECAY_PEAK,
                 optimizers=(space.DEFAULT_OPTIMIZERS if method == "autotune_with_momentum"
                             else tfoptim.tuning.AUTOTUNE_OPTIMIZERS),
             )
@@ -512,6 +515,7 @@ LABELS = {
     "default_repeated": f"Adam(1e-3) run {GRID_SIZE} times, the best run",
     "autotune_with_momentum": "autotune among SGD with momentum too",
     "autotune_no_refine": "autotune without the refinement (random draws instead)",
+    "autotune_constant_suggestions": "autotune without the decaying suggestion (constant ones only)",
 }
 
 
@@ -576,62 +580,106 @@ def best_so_far_band(runs):
             np.nanmax(values, axis=0))
 
 
+#: The ranking's names for the methods, short enough for an axis.
+SHORT_LABELS = {
+    "default": "Adam(1e-3)",
+    "grid": "grid, 9 points",
+    "sample_optimizer": "sample_optimizer, random",
+    "autotune": "autotune",
+    "autotune_fixed_ranges": "autotune, no range tests",
+    "sample_optimizer_all_arguments": "sample_optimizer, every argument",
+    "autotune_full_length": "autotune, no halving",
+    "autotune_random_first": "autotune, no suggestions first",
+    "default_repeated": f"Adam(1e-3), best of {GRID_SIZE} runs",
+    "autotune_with_momentum": "autotune, SGD with momentum too",
+    "autotune_no_refine": "autotune, no refinement",
+    "autotune_constant_suggestions": "autotune, constant suggestions",
+}
+
+
+def ranking(results, problem):
+    """``[(method, its runs on problem)]`` for every method run on ``problem``, the best mean
+    validation figure first (the smallest where the problem's goal is ``"min"``)."""
+    import numpy as np
+
+    runs = [r for r in results if r["problem"] == problem]
+    ranked = [(m, [r for r in runs if r["method"] == m]) for m in METHODS + ABLATIONS]
+    ranked = [(m, mine) for m, mine in ranked if mine]
+    sign = 1 if runs[0]["goal"] == "min" else -1
+    return sorted(ranked, key=lambda item: sign * np.mean([r["best_val"] for r in item[1]]))
+
+
 def plot(results, path, caption=None):
-    """Per problem: the best validation figure so far against epochs spent, and the test figure
-    of each search's best model against the epochs it used, each axis labelled with the metric
-    and whether lower or higher is better; ``caption`` below (the command, the date and the
+    """Per problem, two panels: the best validation figure so far against the epochs spent,
+    for the four methods (mean over the seeds, their range shaded); and every method run,
+    ablations included, ranked by its mean best validation figure (its range over the seeds
+    a line) with the mean test figure of its best models beside it. Axes say the metric and
+    whether lower or higher is better; ``caption`` below (the command, the date and the
     versions)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     problems = list(dict.fromkeys(r["problem"] for r in results))
-    # Colours by position among the methods present, the same in every panel: by position
-    # among all the methods, the eleventh would take the first's.
-    shown = [m for m in METHODS + ABLATIONS if any(r["method"] == m for r in results)]
-    fig, axes = plt.subplots(len(problems), 2, figsize=(11, 4.0 * len(problems)), squeeze=False)
+    rows = max(len(ranking(results, p)) for p in problems)
+    height = max(3.6, 1.6 + 0.3 * rows)
+    fig, axes = plt.subplots(len(problems), 2, figsize=(12, height * len(problems)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.15, 1]})
+    # A method's colour is its place among the four, the same in every panel; the ablations,
+    # variants of autotune read against it, are grey in the ranking.
+    colour = {m: f"C{i}" for i, m in enumerate(METHODS)}
     for (left, right), problem in zip(axes, problems):
         first = next(r for r in results if r["problem"] == problem)
         label = metric_label(first["metric"], first["goal"])
-        for i, method in enumerate(shown):
+        for method in METHODS:
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             if not mine:
                 continue
-            # One line per method, the mean over the seeds, their range shaded: a line per
-            # seed would draw 15 or more crossing steps.
             epochs, mean, low, high = best_so_far_band(mine)
-            # autotune, the method the benchmark is about, drawn over its ablations.
             front = {"zorder": 3, "linewidth": 2.2} if method == "autotune" else {}
-            left.step(epochs, mean, where="post", color=f"C{i}", marker="o", markersize=3,
+            left.step(epochs, mean, where="post", color=colour[method], marker="o", markersize=3,
                       label=f"{LABELS[method]} ({len(mine)} seeds)", **front)
-            left.fill_between(epochs, low, high, step="post", color=f"C{i}", alpha=0.15)
-            right.scatter([r["epochs_trained"] for r in mine], [r["test_of_best"] for r in mine],
-                          color=f"C{i}", label=LABELS[method], zorder=front.get("zorder", 2))
+            left.fill_between(epochs, low, high, step="post", color=colour[method], alpha=0.15)
         left.set_xlabel("epochs trained (cumulative)")
         left.set_ylabel(f"best validation {label}\nso far: mean over seeds, range shaded", fontsize="small")
         left.set_title(problem)
         left.grid(alpha=0.3)
-        right.set_xlabel("epochs trained by the search")
-        right.set_ylabel(f"test {label}\nof the best trial's model", fontsize="small")
-        right.set_title(problem)
-        right.grid(alpha=0.3)
-    # One legend for every panel, above them, where it covers no data.
+
+        ranked = ranking(results, problem)
+        for y, (method, mine) in enumerate(ranked):
+            val = [r["best_val"] for r in mine]
+            test = [r["test_of_best"] for r in mine]
+            c = colour.get(method, "0.4")
+            right.plot([min(val), max(val)], [y, y], color=c, linewidth=2, alpha=0.45)
+            right.plot(np.mean(val), y, "o", color=c)
+            right.plot(np.mean(test), y, "D", color=c, markerfacecolor="none")
+        names = [f"{SHORT_LABELS[m]} ({len(mine)} seeds, {np.mean([r['epochs_trained'] for r in mine]):.3g} ep)"
+                 for m, mine in ranked]
+        right.set_yticks(range(len(ranked)), names, fontsize="small")
+        for tick, (method, _) in zip(right.get_yticklabels(), ranked):
+            tick.set_color(colour.get(method, "0.2"))
+        right.set_ylim(len(ranked) - 0.5, -0.5)  # the best on top
+        right.set_xlabel(f"{label}\n\u25cf best validation: mean, range over seeds;  "
+                         "\u25c7 test: mean", fontsize="small")
+        right.set_title(f"{problem}: every method, the best first")
+        right.grid(alpha=0.3, axis="x")
+    # One legend for the curves, above the panels, where it covers no data.
     labelled = {}
     for axis in axes[:, 0]:
         for handle, text in zip(*axis.get_legend_handles_labels()):
             labelled.setdefault(text, handle)
-    rows = math.ceil(len(labelled) / 2)
     fig.legend(list(labelled.values()), list(labelled), loc="upper center", ncol=2, fontsize="small",
                frameon=False)
-    top = 1 - (0.1 + 0.22 * rows) / fig.get_figheight()
+    top = 1 - (0.1 + 0.22 * math.ceil(len(labelled) / 2)) / fig.get_figheight()
     bottom = 0.0
     if caption:
         import textwrap
 
         # Wrapped here so the space kept below the axes fits the caption's lines (7-point
-        # text, about 180 characters across the 11-inch figure, 0.13 inch a line).
-        lines = textwrap.wrap(caption, width=180)
+        # text, about 195 characters across the 12-inch figure, 0.13 inch a line).
+        lines = textwrap.wrap(caption, width=195)
         fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, va="bottom", ha="left")
         bottom = (0.05 + 0.13 * len(lines)) / fig.get_figheight()
     fig.tight_layout(rect=(0, bottom, 1, top))
@@ -664,11 +712,14 @@ def write(results, machine, output, command=None):
           for name, r in {r["problem"]: r for r in results}.items()),
         "",
         format_table(summary, markdown=True),
-        "",
-        "Autotune against the grid (means over the seeds; as good or better in the problem's "
-        "metric, at no more than the grid's epochs):",
-        "",
     ]
+    if verdicts:
+        lines += [
+            "",
+            "Autotune against the grid (means over the seeds; as good or better in the problem's "
+            "metric, at no more than the grid's epochs):",
+            "",
+        ]
     for problem, v in verdicts.items():
         lines.append(
             f"- {problem}: validation {'reached' if v['validation'] else 'not reached'}, test "

@@ -14,7 +14,14 @@ learning-rate schedule, the batch size and epochs.
 See docs/tuning.md, also for distributed search and training.
 """
 
-from tfoptim.tuning.autotune import AUTOTUNE_OPTIMIZERS, AutotuneResult, BudgetHyperbandOracle, autotune, plan_brackets
+from tfoptim.tuning.autotune import (
+    AUTOTUNE_OPTIMIZERS,
+    DECAY_PEAK,
+    AutotuneResult,
+    BudgetHyperbandOracle,
+    autotune,
+    plan_brackets,
+)
 from tfoptim.tuning.finder import FinderRanges, finder_ranges
 from tfoptim.tuning.hypermodel import OptimizerHyperModel
 from tfoptim.tuning.report import Report, best_optimizer, report, trial_rows
@@ -50,6 +57,7 @@ __all__ = [
     "Report",
     "WRAPPERS",
     "AUTOTUNE_OPTIMIZERS",
+    "DECAY_PEAK",
     "autotune",
     "best_optimizer",
     "canonical_names",

@@ -8,9 +8,9 @@ under KerasTuner's distributed mode (chief and workers) unchanged:
    count against the budget (their steps, in epochs of the training data), and with a budget
    in epochs take at most :data:`FINDER_SHARE` of it.
 2. The first trials train each optimizer family at the rate its range test suggested, at a
-   constant rate, for ``max_epochs`` (:func:`suggestion_values`): the choices the range tests
-   alone would make, so the search never returns a configuration that validated worse than
-   them.
+   constant rate, for ``max_epochs``, and the first family also with cosine decay from
+   :data:`DECAY_PEAK` times it (:func:`suggestion_values`): the choices the range tests alone
+   would make, so the search never returns a configuration that validated worse than them.
 3. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
    the budget (:func:`plan_brackets`): many configurations for a few epochs, the best third
    of them for three times as many, up to ``max_epochs``.
@@ -39,6 +39,7 @@ import time
 import keras_tuner
 
 from tfoptim.tuning import sampler, space
+from tfoptim.tuning import schedules as schedule_space
 from tfoptim.tuning.finder import FinderRanges, _call_build, compile_config, finder_ranges, range_tests
 
 _STATE_FILE = "autotune.json"
@@ -67,19 +68,41 @@ def finder_steps_within(finder_steps, tests, budget_epochs, steps_per_epoch):
     return max(min(finder_steps, cap), min(finder_steps, MIN_FINDER_STEPS))
 
 
-def suggestion_values(ranges, optimizers, schedules):
-    """The configurations the range tests alone point to, one ``{hyperparameter: value}`` per
-    family of ``optimizers`` whose sweep suggested a rate, in their order: that family at that
-    rate, with a constant rate where ``schedules`` offers one (a decay ends lower than the rate
-    the sweep found). Empty when no sweep suggested a rate."""
+#: The decaying suggestion's peak rate, as a multiple of the range test's suggestion. A rate
+#: that decays to almost nothing can start well above the best constant one: in the search
+#: benchmark's trials cosine decay did best at 2 to 4 times the suggestion, constant rates at
+#: about the suggestion (docs/tuning.md, "What each default buys").
+DECAY_PEAK = 4.0
+
+
+def suggestion_values(ranges, optimizers, schedules, decay_peak=DECAY_PEAK):
+    """The configurations the range tests alone point to, each a ``{hyperparameter: value}``.
+
+    In this order: the first family of ``optimizers`` whose sweep suggested a rate, at that
+    rate, constant where ``schedules`` offers a constant rate (a decay ends lower than the
+    rate the sweep found); where ``schedules`` offers both a constant rate and cosine decay
+    and ``decay_peak`` is not ``None``, the same family at ``decay_peak`` times its
+    suggestion (within its range) decaying to a thousandth of it; then each other family with
+    a suggestion at its suggestion, as the first. Empty when no sweep suggested a rate.
+    """
+    names = [schedule_space.resolve_schedule(s).name for s in schedules]
+    choose = len(set(names)) > 1
+    decay = decay_peak is not None and choose and "constant" in names and "cosine_decay" in names
     configurations = []
     for name in optimizers:
         rate = ranges.suggestions.get(name, math.nan)
-        if math.isfinite(rate) and rate > 0:
-            values = {"optimizer": name, f"{name}/learning_rate": rate}
-            if len(schedules) > 1 and "constant" in schedules:
-                values[sampler._SCHEDULE] = "constant"
-            configurations.append(values)
+        if not (math.isfinite(rate) and rate > 0):
+            continue
+        values = {"optimizer": name, f"{name}/learning_rate": rate}
+        if choose and "constant" in names:
+            values[sampler._SCHEDULE] = "constant"
+        configurations.append(values)
+        if decay and len(configurations) == 1:
+            configurations.append({
+                "optimizer": name, f"{name}/learning_rate": min(decay_peak * rate, ranges[name][1]),
+                sampler._SCHEDULE: "cosine_decay",
+                f"{sampler._SCHEDULE}/cosine_decay/alpha": schedule_space.FINAL.low,
+            })
     return configurations
 
 
@@ -471,6 +494,7 @@ def autotune(
     width=10.0,
     range_test=True,
     suggestion_first=True,
+    decay_peak=DECAY_PEAK,
     refine=True,
     directory=None,
     project_name="autotune",
@@ -537,12 +561,17 @@ def autotune(
             budget going to the brackets: what the range tests buy, measured
             (``tfoptim bench search --methods autotune_fixed_ranges``).
         suggestion_first: the first trials train each of ``optimizers`` at the rate its
-            range test suggested, constant, for ``max_epochs`` (:func:`suggestion_values`; as
-            many as the budget holds, in the order of ``optimizers``), and the brackets share
-            what is left: where a narrow optimum sits at the suggestion, random draws over the
-            range may all miss it. False: every configuration is drawn
+            range test suggested, constant, for ``max_epochs``, and the first of them also
+            with cosine decay from ``decay_peak`` times it where ``schedules`` offers both
+            (:func:`suggestion_values`; as many as the budget holds, in that order), and the
+            brackets share what is left: where a narrow optimum sits at the suggestion,
+            random draws over the range may all miss it. False: every configuration is drawn
             at random (``tfoptim bench search --methods autotune_random_first``). Without
             range tests there is no suggestion, and no such trial.
+        decay_peak: the decaying suggestion's first rate, as a multiple of the suggestion
+            (> 0; default :data:`DECAY_PEAK`); ``None``: no decaying suggestion, the
+            suggestions all constant (``tfoptim bench search --methods
+            autotune_constant_suggestions``).
         refine: with ``budget_epochs``, a third of what the suggestions leave, in whole runs
             of ``max_epochs``, goes last to the brackets' best full-length configuration at
             its learning rate times 1.3, 1 / 1.3, 1.3 ** 2, ... (:func:`refine_factor`), the
@@ -605,6 +634,9 @@ def autotune(
         raise ValueError(f"`range_test` must be True or False. Received: range_test={range_test!r}")
     if not isinstance(suggestion_first, bool):
         raise ValueError(f"`suggestion_first` must be True or False. Received: suggestion_first={suggestion_first!r}")
+    if decay_peak is not None and (isinstance(decay_peak, bool) or not isinstance(decay_peak, (int, float))
+                                   or not 0 < decay_peak < math.inf):
+        raise ValueError(f"`decay_peak` must be a number > 0 or None. Received: decay_peak={decay_peak!r}")
     if not isinstance(refine, bool):
         raise ValueError(f"`refine` must be True or False. Received: refine={refine!r}")
     optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
@@ -643,6 +675,7 @@ def autotune(
         **({"range_test": False} if not range_test else {}),
         **({"suggestion_first": False} if not suggestion_first else {}),
         **({"refine": False} if not refine else {}),
+        **({"decay_peak": decay_peak} if decay_peak != DECAY_PEAK else {}),
         **({"min_epochs": min_epochs} if min_epochs != 1 else {}),
         **({"wrappers": wrappers} if wrappers else {}),
     }
@@ -677,7 +710,7 @@ def autotune(
         print(f"Learning-rate ranges {source}: " + ", ".join(
             f"{n} [{lo:.2g}, {hi:.2g}]" for n, (lo, hi) in ranges.items()), flush=True)
 
-    first_values = suggestion_values(ranges, optimizers, schedules) if suggestion_first else []
+    first_values = suggestion_values(ranges, optimizers, schedules, decay_peak) if suggestion_first else []
     if budget_epochs is not None:
         left = math.floor(budget_epochs - finder_epochs + 1e-9)
         # As many of the suggestions as fit (one always does: the budget was checked above).

@@ -8,6 +8,8 @@ lives in ``--output``/search: the same command again resumes it (``--overwrite``
 afresh).
 """
 
+import argparse
+
 
 def add_arguments(parser):
     from tfoptim.benchmarks.search import PROBLEMS
@@ -38,10 +40,23 @@ def add_arguments(parser):
     parser.add_argument("--no-refine", action="store_true",
                         help="draw the last full-length runs at random instead of around the best "
                         "configuration's learning rate")
+    parser.add_argument("--decay-peak", type=_decay_peak, default=None, metavar="X",
+                        help="the decaying suggestion's first rate, X times the range test's "
+                        "suggestion, or 'none' for constant suggestions only (default: 4)")
     parser.add_argument("--output", default="tfoptim-autotune", metavar="DIR",
                         help="folder for the search and its report (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+
+
+def _decay_peak(text):
+    """``--decay-peak``: ``"none"``, or a number (autotune checks its range)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 def run(args):
@@ -72,6 +87,8 @@ def run(args):
         extra["wrappers"] = args.wrappers
     if args.no_refine:
         extra["refine"] = False
+    if args.decay_peak is not None:
+        extra["decay_peak"] = None if args.decay_peak == "none" else args.decay_peak
     print(f"Autotuning the optimizer of {args.problem}: {problem.description}.", flush=True)
     try:
         result = tuning.autotune(
