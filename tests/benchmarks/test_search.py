@@ -131,7 +131,7 @@ def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, change
     assert seen["budget_epochs"] == search.GRID_SIZE * 2 and seen["max_epochs"] == 2
 
 
-def test_plot_draws_the_four_methods_and_ranks_every_one(tmp_path, monkeypatch):
+def test_plot_draws_at_most_four_curves_and_ranks_every_method(tmp_path, monkeypatch):
     import matplotlib.axes
 
     colours, ticks = {}, []
@@ -151,11 +151,17 @@ def test_plot_draws_the_four_methods_and_ranks_every_one(tmp_path, monkeypatch):
                result("gpt", "autotune", 0, 4.2, 4.1, 26, "bits_per_byte", "min"),
                result("gpt", "autotune", 1, 4.02, 4.1, 26, "bits_per_byte", "min"),
                result("gpt", "autotune_no_refine", 0, 4.05, 4.1, 26, "bits_per_byte", "min"),
-               result("gpt", "default", 0, 4.3, 4.2, 3, "bits_per_byte", "min")]
+               result("gpt", "default", 0, 4.3, 4.2, 3, "bits_per_byte", "min"),
+               result("gpt", "sample_optimizer", 0, 4.4, 4.3, 27, "bits_per_byte", "min")]
     search.plot(results, tmp_path / "search.png")
-    # Curves for the methods only, each its own colour; the ablation only in the ranking.
-    assert colours == {search.LABELS["default"]: "C0", search.LABELS["grid"]: "C1",
-                       search.LABELS["autotune"]: "C3"}
+    # Five methods: curves for the four only, each its own colour; the ablation only in the
+    # ranking.
+    assert colours == {search.LABELS[m]: f"C{i}" for i, m in enumerate(search.METHODS)}
     # Ranked by the mean best validation figure (autotune's is 4.11), the smallest first where
     # lower is better.
-    assert ticks == [[search.SHORT_LABELS[m] for m in ("autotune_no_refine", "grid", "autotune", "default")]]
+    assert ticks == [[search.SHORT_LABELS[m] for m in
+                      ("autotune_no_refine", "grid", "autotune", "default", "sample_optimizer")]]
+    # No more than four: a curve for each, ablations in colours after the four methods'.
+    colours.clear()
+    search.plot([r for r in results if r["method"] in ("autotune", "autotune_no_refine")], tmp_path / "two.png")
+    assert colours == {search.LABELS["autotune"]: "C3", search.LABELS["autotune_no_refine"]: "C4"}

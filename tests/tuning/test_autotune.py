@@ -324,14 +324,15 @@ def test_the_last_runs_refine_the_best_rate_of_the_brackets(data, tmp_path, monk
     monkeypatch.setattr(autotune_module, "finder_ranges", lambda *a, **k: suggested)
     epochs = []
     keras.utils.set_random_seed(0)
-    result = autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=33, max_epochs=3,
+    result = autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=24, max_epochs=3,
                       optimizers=("adam",), finder_steps=FINDER_STEPS, batch_size=50, seed=0, verbose=0,
-                      directory=tmp_path, callbacks=[EpochCounter(epochs)])
-    # 33 epochs less the range test's 2: the suggestion's two runs (6), then a third of the 25
-    # left in whole runs for the refinement (2 runs), the brackets in the other 19.
-    assert result.plan == [[(2, 3)], [(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)], [(2, 3)]]
-    assert plan_brackets(25, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)], [(2, 3)]]  # refine=False
-    assert len(epochs) == plan_cost(result.plan) == 30
+                      directory=tmp_path, callbacks=[EpochCounter(epochs)], decay_peak=None)
+    # 24 epochs less the range test's 2: the suggestion's run (3; constant only, decay_peak=None),
+    # then a third of the 19 left in whole runs for the refinement (2 runs), the brackets in
+    # the other 13.
+    assert result.plan == [[(1, 3)], [(3, 1), (1, 3)], [(2, 3)], [(2, 3)]]
+    assert plan_brackets(19, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)]]  # refine=False
+    assert len(epochs) == plan_cost(result.plan) == 21
     trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
     before, refined = trials[:-2], trials[-2:]
     best = min((t for t in before if t.hyperparameters.values["tuner/epochs"] == 3), key=lambda t: t.score)

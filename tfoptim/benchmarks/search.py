@@ -627,13 +627,18 @@ def plot(results, path, caption=None):
     height = max(3.6, 1.6 + 0.3 * rows)
     fig, axes = plt.subplots(len(problems), 2, figsize=(12, height * len(problems)), squeeze=False,
                              gridspec_kw={"width_ratios": [1.15, 1]})
-    # A method's colour is its place among the four, the same in every panel; the ablations,
-    # variants of autotune read against it, are grey in the ranking.
+    # Curves for every method where there are no more than four, else for the four methods
+    # (more curves cannot be read apart). A method's colour is its place among the four (an
+    # ablation's, after them), the same in every panel; the methods without a curve are grey
+    # in the ranking.
+    shown = [m for m in METHODS + ABLATIONS if any(r["method"] == m for r in results)]
+    curves = shown if len(shown) <= len(METHODS) else [m for m in shown if m in METHODS] or shown[:len(METHODS)]
     colour = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    colour.update({m: f"C{len(METHODS) + i}" for i, m in enumerate(m for m in curves if m not in METHODS)})
     for (left, right), problem in zip(axes, problems):
         first = next(r for r in results if r["problem"] == problem)
         label = metric_label(first["metric"], first["goal"])
-        for method in METHODS:
+        for method in curves:
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             if not mine:
                 continue
