@@ -68,3 +68,20 @@ def two_cpu_strategy():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def autotune_arguments(monkeypatch):
+    """``tfoptim.tuning.autotune`` replaced by a stub that records its keyword arguments in the
+    dict returned here and raises ``ValueError("stop before training")``: what a caller passes,
+    without a search."""
+    import tfoptim.tuning
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop before training")
+
+    monkeypatch.setattr(tfoptim.tuning, "autotune", stop)
+    return seen

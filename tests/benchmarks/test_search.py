@@ -113,22 +113,15 @@ def test_repeated_default_is_one_configuration_as_many_times_as_the_grid_has_poi
     ("autotune_no_refine", {"refine": False}),
     ("autotune_constant_suggestions", {"decay_peak": None}),
 ])
-def test_each_autotune_ablation_changes_one_argument(monkeypatch, method, changed):
+def test_each_autotune_ablation_changes_one_argument(autotune_arguments, method, changed):
     import tfoptim.tuning
 
-    seen = {}
-
-    def stop(*args, **kwargs):
-        seen.update(kwargs)
-        raise RuntimeError("stop before training")
-
-    monkeypatch.setattr(tfoptim.tuning, "autotune", stop)
-    with pytest.raises(RuntimeError, match="stop before training"):
+    with pytest.raises(ValueError, match="stop before training"):
         search.run_method(method, 0, problem="digits_mlp", epochs=2)
     defaults = {"range_test": True, "min_epochs": 1, "suggestion_first": True, "refine": True,
                 "decay_peak": tfoptim.tuning.DECAY_PEAK, "optimizers": tfoptim.tuning.AUTOTUNE_OPTIMIZERS}
-    assert {k: seen[k] for k in defaults} == {**defaults, **changed}
-    assert seen["budget_epochs"] == search.GRID_SIZE * 2 and seen["max_epochs"] == 2
+    assert {k: autotune_arguments[k] for k in defaults} == {**defaults, **changed}
+    assert autotune_arguments["budget_epochs"] == search.GRID_SIZE * 2 and autotune_arguments["max_epochs"] == 2
 
 
 def test_plot_draws_at_most_four_curves_and_ranks_every_method(tmp_path, monkeypatch):

@@ -451,17 +451,8 @@ def test_autotune_command(tmp_path, capsys, monkeypatch):
     (["--decay-peak", "2.5"], {"decay_peak": 2.5}),
     (["--decay-peak", "none"], {"decay_peak": None}),
 ])
-def test_autotune_command_passes_its_switches(tmp_path, monkeypatch, argv, expected):
-    import tfoptim.tuning
-
+def test_autotune_command_passes_its_switches(tmp_path, monkeypatch, autotune_arguments, argv, expected):
     monkeypatch.setattr(tfoptim.cli, "COMMANDS", {"autotune": tfoptim.cli.COMMANDS["autotune"]})
-    seen = {}
-
-    def stop(*args, **kwargs):
-        seen.update(kwargs)
-        raise ValueError("stop before training")
-
-    monkeypatch.setattr(tfoptim.tuning, "autotune", stop)
     with pytest.raises(SystemExit, match="stop before training"):
         tfoptim.cli.main(["autotune", *argv, "--output", str(tmp_path)])
-    assert {k: seen[k] for k in ("refine", "decay_peak") if k in seen} == expected
+    assert {k: autotune_arguments[k] for k in ("refine", "decay_peak") if k in autotune_arguments} == expected
