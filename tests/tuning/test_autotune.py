@@ -240,6 +240,7 @@ def test_suggestion_values():
     assert suggestion_values(ranges, ["adam"], ("constant", "cosine_decay")) == []
 
 
+@pytest.mark.variants("True")  # without the suggestions: the ablation, in the second tier
 @pytest.mark.parametrize("suggestion_first", [True, False])
 def test_first_trial_trains_the_suggested_rate(data, tmp_path, monkeypatch, suggestion_first):
     x, y, x_val, y_val = data
@@ -278,6 +279,7 @@ def test_first_trial_trains_the_suggested_rate(data, tmp_path, monkeypatch, sugg
     assert all(t.status == "COMPLETED" for t in trials)
 
 
+@pytest.mark.variants("15-3")  # all three; budgets that cut them short in the second tier
 @pytest.mark.parametrize("budget, expected", [(15, 3), (12, 2), (9, 1)])
 def test_first_trials_train_each_familys_suggestion_as_the_budget_allows(data, tmp_path, monkeypatch,
                                                                          budget, expected):
