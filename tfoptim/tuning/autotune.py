@@ -38,6 +38,7 @@ import time
 
 import keras_tuner
 
+from tfoptim._validation import check_bool, check_positive
 from tfoptim.tuning import sampler, space
 from tfoptim.tuning import schedules as schedule_space
 from tfoptim.tuning.finder import FinderRanges, _call_build, compile_config, finder_ranges, range_tests
@@ -630,15 +631,11 @@ def autotune(
         raise ValueError(f"`finder_steps` must be an int >= 3. Received: finder_steps={finder_steps!r}")
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 1:
         raise ValueError(f"`width` must be a number > 1. Received: width={width!r}")
-    if not isinstance(range_test, bool):
-        raise ValueError(f"`range_test` must be True or False. Received: range_test={range_test!r}")
-    if not isinstance(suggestion_first, bool):
-        raise ValueError(f"`suggestion_first` must be True or False. Received: suggestion_first={suggestion_first!r}")
-    if decay_peak is not None and (isinstance(decay_peak, bool) or not isinstance(decay_peak, (int, float))
-                                   or not 0 < decay_peak < math.inf):
-        raise ValueError(f"`decay_peak` must be a number > 0 or None. Received: decay_peak={decay_peak!r}")
-    if not isinstance(refine, bool):
-        raise ValueError(f"`refine` must be True or False. Received: refine={refine!r}")
+    range_test = check_bool("range_test", range_test)
+    suggestion_first = check_bool("suggestion_first", suggestion_first)
+    refine = check_bool("refine", refine)
+    if decay_peak is not None:
+        decay_peak = check_positive("decay_peak", decay_peak)
     optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
     schedules = (schedules,) if isinstance(schedules, str) else tuple(schedules)
     # Validates the names (and the finder's arguments below) before any training.
@@ -743,8 +740,10 @@ def autotune(
     if verbose:
         done = sum(t.status == "COMPLETED" for t in getattr(tuner.oracle, "trials", {}).values())
         budget = f"{budget_epochs} epochs" if budget_epochs else f"{budget_seconds:g} s"
-        first_note = ", ".join(f"{v['optimizer']} at {v[v['optimizer'] + '/learning_rate']:.3g}"
-                               for v in first_values)
+        first_note = ", ".join(
+            f"{v['optimizer']} at {v[v['optimizer'] + '/learning_rate']:.3g}"
+            + (" decaying" if v.get(sampler._SCHEDULE) == "cosine_decay" else "")
+            for v in first_values)
         first_note = f" (first the suggested rates: {first_note})" if first_note else ""
         print(f"Successive halving within {budget}: {len(oracle.plan)} brackets{first_note}, "
               f"{plan_cost(oracle.plan)} epochs planned, runs of up to {max_epochs} epochs"
