@@ -635,9 +635,8 @@ def plot(results, path, caption=None):
     for the four methods (mean over the seeds, their range shaded); and every method run,
     ablations included, ranked by its mean best validation figure less the grid's on the same
     seeds (:func:`ranking`; its range over the seeds a line) with the mean test figure of its
-    best models, less the grid's, beside it. Axes say the metric and
-    whether lower or higher is better; ``caption`` below (the command, the date and the
-    versions)."""
+    best models, less the grid's, beside it. Axes say the metric and whether lower or higher
+    is better; ``caption`` below (the command, the date and the versions)."""
     import matplotlib
 
     matplotlib.use("Agg")
