@@ -14,9 +14,10 @@ under KerasTuner's distributed mode (chief and workers) unchanged:
 3. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
    the budget (:func:`plan_brackets`): many configurations for a few epochs, the best third
    of them for three times as many, up to ``max_epochs``.
-4. The last full-length runs (a third of what the suggestions leave) refine the brackets' best
-   configuration: its learning rate times 1.3, 1 / 1.3, 1.3 ** 2, ... (:func:`refine_factor`),
-   so that the best region gets more runs where one run's result is noisy.
+4. The last full-length runs (a third of what the suggestions leave, :data:`REFINE_SHARE`)
+   refine the brackets' best configuration: its learning rate times 1.3, 1 / 1.3, 1.3 ** 2,
+   ... (:func:`refine_factor`), so that the best region gets more runs where one run's
+   result is noisy.
 5. :class:`BudgetHyperbandOracle` (KerasTuner's ``HyperbandOracle`` on that plan) hands out
    the trials; its state, with the plan, lives in ``directory/project_name``.
 
@@ -156,6 +157,10 @@ def hyperband_brackets(max_epochs, factor=3, min_epochs=1):
         ])
     return shapes
 
+
+#: The share of what the suggestions leave of ``budget_epochs`` that the refinement takes, in
+#: whole full-length runs; the brackets take the rest.
+REFINE_SHARE = 1 / 3
 
 #: The refinement's step: its ``i``-th configuration is the best so far with its learning rate
 #: times ``REFINE_STEP ** k``, ``k`` = 1, -1, 2, -2, ... (:func:`refine_factor`).
@@ -573,10 +578,10 @@ def autotune(
             (> 0; default :data:`DECAY_PEAK`); ``None``: no decaying suggestion, the
             suggestions all constant (``tfoptim bench search --methods
             autotune_constant_suggestions``).
-        refine: with ``budget_epochs``, a third of what the suggestions leave, in whole runs
-            of ``max_epochs``, goes last to the brackets' best full-length configuration at
-            its learning rate times 1.3, 1 / 1.3, 1.3 ** 2, ... (:func:`refine_factor`), the
-            rest of it unchanged. False: random draws instead (``tfoptim bench search
+        refine: with ``budget_epochs``, a third of what the suggestions leave
+            (:data:`REFINE_SHARE`), in whole runs of ``max_epochs``, goes last to the
+            brackets' best full-length configuration at its learning rate times 1.3, 1 / 1.3,
+            1.3 ** 2, ... (:func:`refine_factor`), the rest of it unchanged. False: random draws instead (``tfoptim bench search
             --methods autotune_no_refine``). A budget in seconds has no refinement.
         directory, project_name, overwrite, seed: as for KerasTuner's tuners
             (``directory=None``: the working directory).
@@ -716,8 +721,7 @@ def autotune(
     refined = 0
     if budget_epochs is not None:
         left -= plan_cost(first)
-        # A third of what is left after the suggestions, in whole full-length runs.
-        refined = math.floor(left / 3 / max_epochs) if refine else 0
+        refined = math.floor(left * REFINE_SHARE / max_epochs + 1e-9) if refine else 0
         plan = (first + plan_brackets(left - refined * max_epochs, max_epochs, factor, min_epochs)
                 + ([[(refined, max_epochs)]] if refined else []))
         deadline = None
