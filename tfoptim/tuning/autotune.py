@@ -581,8 +581,9 @@ def autotune(
         refine: with ``budget_epochs``, a third of what the suggestions leave
             (:data:`REFINE_SHARE`), in whole runs of ``max_epochs``, goes last to the
             brackets' best full-length configuration at its learning rate times 1.3, 1 / 1.3,
-            1.3 ** 2, ... (:func:`refine_factor`), the rest of it unchanged. False: random draws instead (``tfoptim bench search
-            --methods autotune_no_refine``). A budget in seconds has no refinement.
+            1.3 ** 2, ... (:func:`refine_factor`), the rest of it unchanged. False: random
+            draws instead (``tfoptim bench search --methods autotune_no_refine``). A budget in
+            seconds has no refinement.
         directory, project_name, overwrite, seed: as for KerasTuner's tuners
             (``directory=None``: the working directory).
         callbacks: passed to every trial's ``fit``.
@@ -721,6 +722,8 @@ def autotune(
     refined = 0
     if budget_epochs is not None:
         left -= plan_cost(first)
+        # Whole full-length runs; the 1e-9 keeps a share that is a whole number of runs (9 epochs
+        # times a float 1/3) from rounding down to one run fewer.
         refined = math.floor(left * REFINE_SHARE / max_epochs + 1e-9) if refine else 0
         plan = (first + plan_brackets(left - refined * max_epochs, max_epochs, factor, min_epochs)
                 + ([[(refined, max_epochs)]] if refined else []))
