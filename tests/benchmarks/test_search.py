@@ -128,6 +128,7 @@ def test_repeated_default_is_one_configuration_as_many_times_as_the_grid_has_poi
     ("autotune_with_momentum", {"optimizers": ("adam", "adamw", "momentum")}),
     ("autotune_no_refine", {"refine": False}),
     ("autotune_constant_suggestions", {"decay_peak": None}),
+    ("autotune_refine_third", {"refine": 1 / 3}),
 ])
 def test_each_autotune_ablation_changes_one_argument(autotune_arguments, method, changed):
     import tfoptim.tuning

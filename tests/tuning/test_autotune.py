@@ -104,15 +104,17 @@ def first_search(data, tmp_path_factory):
 
 def test_finishes_within_its_budget(first_search):
     directory, result, epochs = first_search
-    # Budget 9 epochs; the range test's 8 steps are 2 epochs: 7 left, the bracket of 3
-    # configurations for 1 epoch and the best for 3 fits (6), nothing else does.
+    # Budget 9 epochs; the range test's 8 steps are 2 epochs and suggest no rate here: 7 left,
+    # half of it in whole runs for the refinement (one run of 3), the brackets in the other 4
+    # (one configuration for 3); the last epoch fits nothing.
     assert result.finder_epochs == pytest.approx(result.ranges.total_steps / STEPS_PER_EPOCH)
     assert result.ranges.total_steps <= FINDER_STEPS
-    assert result.plan == [[(3, 1), (1, 3)]]
+    assert all(math.isnan(s) for s in result.ranges.suggestions.values())
+    assert result.plan == [[(1, 3)], [(1, 3)]]
     assert len(epochs) == 6
     assert result.epochs_used == pytest.approx(len(epochs) + result.finder_epochs)
     assert result.epochs_used <= 9
-    assert len(result.tuner.oracle.trials) == 4
+    assert len(result.tuner.oracle.trials) == 2
     # The best configuration is a fresh optimizer with its schedule over the run it won.
     assert isinstance(result.optimizer, tfoptim.optimizers.Adam)
     assert result.values["optimizer"] == "adam" and result.epochs in (1, 3)
@@ -330,21 +332,52 @@ def test_the_last_runs_refine_the_best_rate_of_the_brackets(data, tmp_path, monk
                       optimizers=("adam",), finder_steps=FINDER_STEPS, batch_size=50, seed=0, verbose=0,
                       directory=tmp_path, callbacks=[EpochCounter(epochs)], decay_peak=None)
     # 24 epochs less the range test's 2: the suggestion's run (3; constant only, decay_peak=None),
-    # then a third of the 19 left in whole runs for the refinement (2 runs), the brackets in
-    # the other 13.
-    assert result.plan == [[(1, 3)], [(3, 1), (1, 3)], [(2, 3)], [(2, 3)]]
+    # then half of the 19 left in whole runs for the refinement (3 runs), the brackets in the
+    # other 10.
+    assert result.plan == [[(1, 3)], [(3, 1), (1, 3)], [(1, 3)], [(3, 3)]]
     assert plan_brackets(19, 3) == [[(3, 1), (1, 3)], [(2, 3)], [(3, 1), (1, 3)]]  # refine=False
     assert len(epochs) == plan_cost(result.plan) == 21
     trials = sorted(result.tuner.oracle.trials.values(), key=lambda t: t.trial_id)
-    before, refined = trials[:-2], trials[-2:]
+    before, refined = trials[:-3], trials[-3:]
     best = min((t for t in before if t.hyperparameters.values["tuner/epochs"] == 3), key=lambda t: t.score)
     best_values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
-    # The best's rate x 1.3, then / 1.3, inside the range [3e-4, 3e-2]; the rest unchanged.
-    for factor, trial in zip((1.3, 1 / 1.3), refined):
+    # The best's rate x 1.3, then / 1.3, then x 1.3 ** 2, inside the range [3e-4, 3e-2]; the
+    # rest unchanged.
+    for factor, trial in zip((1.3, 1 / 1.3, 1.3**2), refined):
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         rate = min(max(best_values["adam/learning_rate"] * factor, 3e-4), 3e-2)
         assert values == pytest.approx({**best_values, "adam/learning_rate": rate})
         assert trial.hyperparameters.values["tuner/epochs"] == 3
+
+
+class _PlanLaidOut(Exception):
+    pass
+
+
+@pytest.mark.parametrize("refine, refinement, brackets", [
+    (True, [[(3, 3)]], [[(3, 1), (1, 3)], [(1, 3)]]),  # half of 19 epochs: 3 runs, 10 left
+    (1 / 3, [[(2, 3)]], [[(3, 1), (1, 3)], [(2, 3)]]),  # a third: 2 runs, 13 left
+    (False, [], plan_brackets(19, 3)),
+])
+def test_the_refinement_takes_its_share_of_what_the_suggestions_leave(data, tmp_path, monkeypatch, refine,
+                                                                       refinement, brackets):
+    x, y, x_val, y_val = data
+    suggested = FinderRanges({"adam": (3e-4, 3e-2)}, {"adam": 3e-3}, {"adam": FINDER_STEPS}, 10.0)
+    monkeypatch.setattr(autotune_module, "finder_ranges", lambda *a, **k: suggested)
+    seen = {}
+
+    def oracle(**kwargs):
+        seen.update(kwargs)
+        raise _PlanLaidOut
+
+    monkeypatch.setattr(autotune_module, "BudgetHyperbandOracle", oracle)
+    with pytest.raises(_PlanLaidOut):
+        autotune(build, x, y, validation_data=(x_val, y_val), budget_epochs=24, max_epochs=3,
+                 optimizers=("adam",), finder_steps=FINDER_STEPS, batch_size=50, seed=0, verbose=0,
+                 directory=tmp_path, decay_peak=None, refine=refine)
+    # 24 epochs less the range test's 2 and the suggestion's run (3): 19 left.
+    assert seen["plan"] == [[(1, 3)], *brackets, *refinement]
+    assert seen["refine"] is bool(refinement)
 
 
 @pytest.mark.parametrize(
@@ -396,6 +429,9 @@ def test_centred_range():
         ({"range_test": "no"}, "range_test"),
         ({"suggestion_first": 1}, "suggestion_first"),
         ({"refine": "yes"}, "refine"),
+        ({"refine": 1}, r"`refine` must be True, False or a share in \(0, 1\)"),
+        ({"refine": 0.0}, "refine"),
+        ({"refine": float("nan")}, "refine"),
         ({"decay_peak": 0}, "decay_peak"),
         ({"decay_peak": "4"}, "decay_peak"),
         ({"decay_peak": float("inf")}, "decay_peak"),
@@ -450,6 +486,7 @@ def test_autotune_command(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("argv, expected", [
     ([], {}),
     (["--no-refine"], {"refine": False}),
+    (["--refine-share", "0.25"], {"refine": 0.25}),
     (["--decay-peak", "2.5"], {"decay_peak": 2.5}),
     (["--decay-peak", "none"], {"decay_peak": None}),
 ])

@@ -45,13 +45,14 @@ def add_arguments(parser):
                              "accuracy) (default: %(default)s)")
     search.add_argument("--methods", nargs="+", default=None,
                         help="subset of default, grid, sample_optimizer, autotune, and the ablations "
-                        "(only when named) autotune_fixed_ranges (autotune without its range tests) "
+                        "(only when named) autotune_fixed_ranges (autotune without its range tests), "
                         "sample_optimizer_all_arguments (random search tuning every argument), "
                         "autotune_full_length (autotune without successive halving), "
                         "autotune_random_first (without the suggestions first), default_repeated "
                         "(Adam(1e-3) run 9 times), autotune_with_momentum (SGD with momentum "
-                        "searched too), autotune_no_refine (without the refinement) and "
-                        "autotune_constant_suggestions (without the decaying suggestion) "
+                        "searched too), autotune_no_refine (without the refinement), "
+                        "autotune_constant_suggestions (without the decaying suggestion) and "
+                        "autotune_refine_third (the refinement a third of the rest, not half) "
                         "(default: the first four)")
     search.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: %(default)s")
     search.add_argument("--epochs", type=int, default=10,

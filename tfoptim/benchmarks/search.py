@@ -60,10 +60,12 @@ METHODS = ("default", "grid", "sample_optimizer", "autotune")
 #: (``sample_optimizer``'s default families), to measure what leaving it out costs or buys; and
 #: ``autotune`` without its refinement (``refine=False``: random draws in its place), to
 #: measure what the refinement buys; and ``autotune`` with every suggestion at a constant rate
-#: (``decay_peak=None``: no decaying suggestion), to measure what the decaying one buys.
+#: (``decay_peak=None``: no decaying suggestion), to measure what the decaying one buys; and
+#: ``autotune`` with the refinement taking a third of what the suggestions leave (``refine=1/3``,
+#: its share before it was half), to measure the share.
 ABLATIONS = ("autotune_fixed_ranges", "sample_optimizer_all_arguments", "autotune_full_length",
              "autotune_random_first", "default_repeated", "autotune_with_momentum", "autotune_no_refine",
-             "autotune_constant_suggestions")
+             "autotune_constant_suggestions", "autotune_refine_third")
 GRID_SIZE = 9
 #: Batch size of the problems given as arrays (the digits); the workload problems keep theirs.
 BATCH_SIZE = 32
@@ -399,7 +401,7 @@ def run_method(method, seed, problem="digits_mlp", epochs=10, directory=None):
                 callbacks=[_counter(totals)], verbose=0, range_test=method != "autotune_fixed_ranges",
                 min_epochs=epochs if method == "autotune_full_length" else 1,
                 suggestion_first=method != "autotune_random_first",
-                refine=method != "autotune_no_refine",
+                refine={"autotune_no_refine": False, "autotune_refine_third": 1 / 3}.get(method, True),
                 decay_peak=None if method == "autotune_constant_suggestions" else tfoptim.tuning.DECAY_PEAK,
                 optimizers=(space.DEFAULT_OPTIMIZERS if method == "autotune_with_momentum"
                             else tfoptim.tuning.AUTOTUNE_OPTIMIZERS),
@@ -516,6 +518,7 @@ LABELS = {
     "autotune_with_momentum": "autotune among SGD with momentum too",
     "autotune_no_refine": "autotune without the refinement (random draws instead)",
     "autotune_constant_suggestions": "autotune without the decaying suggestion (constant ones only)",
+    "autotune_refine_third": "autotune with the refinement a third of the rest (not half)",
 }
 
 
@@ -603,6 +606,7 @@ SHORT_LABELS = {
     "autotune_with_momentum": "autotune, SGD with momentum too",
     "autotune_no_refine": "autotune, no refinement",
     "autotune_constant_suggestions": "autotune, constant suggestions",
+    "autotune_refine_third": "autotune, refinement a third",
 }
 
 

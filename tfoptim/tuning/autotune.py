@@ -14,7 +14,7 @@ under KerasTuner's distributed mode (chief and workers) unchanged:
 3. Successive-halving brackets (Hyperband's, Li et al., 2018) are laid out to fit the rest of
    the budget (:func:`plan_brackets`): many configurations for a few epochs, the best third
    of them for three times as many, up to ``max_epochs``.
-4. The last full-length runs (a third of what the suggestions leave, :data:`REFINE_SHARE`)
+4. The last full-length runs (half of what the suggestions leave, :data:`REFINE_SHARE`)
    refine the brackets' best configuration: its learning rate times 1.3, 1 / 1.3, 1.3 ** 2,
    ... (:func:`refine_factor`), so that the best region gets more runs where one run's
    result is noisy.
@@ -33,11 +33,13 @@ plan accounts for.
 import dataclasses
 import json
 import math
+import numbers
 import os
 import shutil
 import time
 
 import keras_tuner
+import numpy as np
 
 from tfoptim._validation import check_bool, check_positive
 from tfoptim.tuning import sampler, space
@@ -159,12 +161,24 @@ def hyperband_brackets(max_epochs, factor=3, min_epochs=1):
 
 
 #: The share of what the suggestions leave of ``budget_epochs`` that the refinement takes, in
-#: whole full-length runs; the brackets take the rest.
-REFINE_SHARE = 1 / 3
+#: whole full-length runs; the brackets take the rest. Half rather than a third: where one
+#: run's result spreads as much as configurations differ, more runs near the best one did more
+#: than more brackets (``tfoptim bench search --methods autotune_refine_third``).
+REFINE_SHARE = 1 / 2
 
 #: The refinement's step: its ``i``-th configuration is the best so far with its learning rate
 #: times ``REFINE_STEP ** k``, ``k`` = 1, -1, 2, -2, ... (:func:`refine_factor`).
 REFINE_STEP = 1.3
+
+
+def _refine_share(refine):
+    """``autotune``'s ``refine`` as a share of the budget: True is :data:`REFINE_SHARE`,
+    False 0, a number in (0, 1) itself."""
+    if isinstance(refine, (bool, np.bool_)):
+        return REFINE_SHARE if refine else 0.0
+    if isinstance(refine, numbers.Real) and 0 < refine < 1:
+        return float(refine)
+    raise ValueError(f"`refine` must be True, False or a share in (0, 1). Received: refine={refine!r}")
 
 
 def refine_factor(i):
@@ -578,12 +592,12 @@ def autotune(
             (> 0; default :data:`DECAY_PEAK`); ``None``: no decaying suggestion, the
             suggestions all constant (``tfoptim bench search --methods
             autotune_constant_suggestions``).
-        refine: with ``budget_epochs``, a third of what the suggestions leave
-            (:data:`REFINE_SHARE`), in whole runs of ``max_epochs``, goes last to the
-            brackets' best full-length configuration at its learning rate times 1.3, 1 / 1.3,
-            1.3 ** 2, ... (:func:`refine_factor`), the rest of it unchanged. False: random
-            draws instead (``tfoptim bench search --methods autotune_no_refine``). A budget in
-            seconds has no refinement.
+        refine: with ``budget_epochs``, a share of what the suggestions leave (True:
+            :data:`REFINE_SHARE`, half; or a number in (0, 1)), in whole runs of
+            ``max_epochs``, goes last to the brackets' best full-length configuration at its
+            learning rate times 1.3, 1 / 1.3, 1.3 ** 2, ... (:func:`refine_factor`), the rest
+            of it unchanged. False: random draws instead (``tfoptim bench search --methods
+            autotune_no_refine``). A budget in seconds has no refinement.
         directory, project_name, overwrite, seed: as for KerasTuner's tuners
             (``directory=None``: the working directory).
         callbacks: passed to every trial's ``fit``.
@@ -639,7 +653,7 @@ def autotune(
         raise ValueError(f"`width` must be a number > 1. Received: width={width!r}")
     range_test = check_bool("range_test", range_test)
     suggestion_first = check_bool("suggestion_first", suggestion_first)
-    refine = check_bool("refine", refine)
+    refine_share = _refine_share(refine)
     if decay_peak is not None:
         decay_peak = check_positive("decay_peak", decay_peak)
     optimizers = [space.resolve(n).name for n in ((optimizers,) if isinstance(optimizers, str) else optimizers)]
@@ -677,7 +691,8 @@ def autotune(
         # Only where they differ from the defaults, so searches saved before they existed resume.
         **({"range_test": False} if not range_test else {}),
         **({"suggestion_first": False} if not suggestion_first else {}),
-        **({"refine": False} if not refine else {}),
+        # False as before shares existed; a share only where it is not the default.
+        **({"refine": refine_share or False} if refine_share != REFINE_SHARE else {}),
         **({"decay_peak": decay_peak} if decay_peak != DECAY_PEAK else {}),
         **({"min_epochs": min_epochs} if min_epochs != 1 else {}),
         **({"wrappers": wrappers} if wrappers else {}),
@@ -724,7 +739,7 @@ def autotune(
         left -= plan_cost(first)
         # Whole full-length runs; the 1e-9 keeps a share that is a whole number of runs (9 epochs
         # times a float 1/3) from rounding down to one run fewer.
-        refined = math.floor(left * REFINE_SHARE / max_epochs + 1e-9) if refine else 0
+        refined = math.floor(left * refine_share / max_epochs + 1e-9)
         plan = (first + plan_brackets(left - refined * max_epochs, max_epochs, factor, min_epochs)
                 + ([[(refined, max_epochs)]] if refined else []))
         deadline = None

@@ -37,9 +37,13 @@ def add_arguments(parser):
     parser.add_argument("--wrappers", nargs="+", default=None, metavar="NAME",
                         help="wrappers to choose from around the optimizer, 'none' for none "
                         "(e.g. none sam lookahead; default: no wrapper)")
-    parser.add_argument("--no-refine", action="store_true",
+    refine = parser.add_mutually_exclusive_group()
+    refine.add_argument("--no-refine", action="store_true",
                         help="draw the last full-length runs at random instead of around the best "
                         "configuration's learning rate")
+    refine.add_argument("--refine-share", type=float, default=None, metavar="X",
+                        help="the share of what the suggestions leave that goes to those runs, "
+                        "in (0, 1) (default: 0.5)")
     parser.add_argument("--decay-peak", type=_decay_peak, default=None, metavar="X",
                         help="the decaying suggestion's first rate, X times the range test's "
                         "suggestion, or 'none' for constant suggestions only (default: 4)")
@@ -87,6 +91,8 @@ def run(args):
         extra["wrappers"] = args.wrappers
     if args.no_refine:
         extra["refine"] = False
+    if args.refine_share is not None:
+        extra["refine"] = args.refine_share
     if args.decay_peak is not None:
         extra["decay_peak"] = None if args.decay_peak == "none" else args.decay_peak
     print(f"Autotuning the optimizer of {args.problem}: {problem.description}.", flush=True)
