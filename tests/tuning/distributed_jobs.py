@@ -4,7 +4,7 @@
   worker, as ``KERASTUNER_*`` say); each trial the process runs appends
   ``"<tuner id> <trial id>"`` to ``LOG``. With ``KILL_AT``, the process kills itself
   (SIGKILL) in the middle of its ``KILL_AT``-th trial.
-- ``autotune DIR LOG``: ``tfoptim.tuning.autotune`` on a budget of 6 trials in ``DIR``, each
+- ``autotune DIR LOG``: ``tfoptim.tuning.autotune`` on a budget of 8 trials in ``DIR``, each
   trial logged as in ``search``.
 - ``mwms OUT NAMES``: trains a small model with each optimizer named (comma-separated) under
   ``MultiWorkerMirroredStrategy`` (``TF_CONFIG`` says the cluster) and saves the weights.
@@ -84,10 +84,10 @@ def autotune(directory, log):
         return run_trial(self, trial, *args, **kwargs)
 
     module._Tuner.run_trial = logged_run_trial
-    # 4 steps per epoch; the 8-step range test is 2 epochs, leaving 12: the suggested rate for
+    # 4 steps per epoch; the 8-step range test is 2 epochs, leaving 18: the suggested rate for
     # 3 epochs, constant and decaying, then the bracket of 3 one-epoch trials and the best of
-    # them for 3 epochs.
-    module.autotune(build, x, y, budget_epochs=14, max_epochs=3, objective="loss",
+    # them for 3 epochs, then the refinement's 2 runs of 3 epochs (half of the 12 left).
+    module.autotune(build, x, y, budget_epochs=20, max_epochs=3, objective="loss",
                     optimizers=("adam",), finder_steps=8, directory=directory,
                     project_name="search", seed=0, verbose=0)
 

@@ -146,7 +146,7 @@ def test_without_range_tests_the_fixed_ranges_are_searched(data, tmp_path, monke
     epochs = []
     result = run(data, tmp_path, callbacks=[EpochCounter(epochs)], range_test=False, budget=3, max_epochs=1)
     assert result.finder_epochs == 0 and result.ranges == {"adam": space.resolve("adam").learning_rate_range}
-    # The whole budget goes to the brackets: 3 configurations of 1 epoch.
+    # The whole budget goes to trials: 3 runs of 1 epoch (two drawn, one refining the best).
     assert len(epochs) == 3 and result.epochs_used == 3
     low, high = space.resolve("adam").learning_rate_range
     assert all(low <= t.hyperparameters.values["adam/learning_rate"] <= high
@@ -184,10 +184,12 @@ def test_resumes_an_interrupted_search(data, tmp_path):
                 raise KeyboardInterrupt
             started.append(1)
 
+    # Without the refinement the budget is one bracket, 3 configurations for 1 epoch and the
+    # best for 3: a search interrupted between rungs.
     with pytest.raises(KeyboardInterrupt):
-        run(data, tmp_path, callbacks=[Interrupt()])
+        run(data, tmp_path, callbacks=[Interrupt()], refine=False)
     epochs = []
-    result = run(data, tmp_path, callbacks=[EpochCounter(epochs)])
+    result = run(data, tmp_path, callbacks=[EpochCounter(epochs)], refine=False)
     # Left: the interrupted 1-epoch trial and the 3-epoch one; the two finished stay finished.
     assert len(epochs) == 4
     assert len(result.tuner.oracle.trials) == 4

@@ -68,7 +68,7 @@ def logged(path):
         return [tuple(line.split()) for line in f if line.strip()]
 
 
-@pytest.mark.parametrize("role, count", [("search", jobs.SEARCH_TRIALS), ("autotune", 6)])
+@pytest.mark.parametrize("role, count", [("search", jobs.SEARCH_TRIALS), ("autotune", 8)])
 def test_chief_and_two_workers_run_every_trial_once(tmp_path, role, count):
     port = free_port()
     run_log, output = tmp_path / "trials.log", open(tmp_path / "output.log", "w")
