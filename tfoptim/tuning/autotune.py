@@ -161,9 +161,9 @@ def hyperband_brackets(max_epochs, factor=3, min_epochs=1):
 
 
 #: The share of what the suggestions leave of ``budget_epochs`` that the refinement takes, in
-#: whole full-length runs; the brackets take the rest. Half rather than a third: where one
-#: run's result spreads as much as configurations differ, more runs near the best one did more
-#: than more brackets (``tfoptim bench search --methods autotune_refine_third``).
+#: whole full-length runs; the brackets take the rest. Half rather than a third: ahead where a
+#: narrow optimum sits near the suggestion (``gpt``), behind or level elsewhere by less than
+#: the seeds' spread (docs/tuning.md; ``tfoptim bench search --methods autotune_refine_third``).
 REFINE_SHARE = 1 / 2
 
 #: The refinement's step: its ``i``-th configuration is the best so far with its learning rate
